@@ -1,0 +1,31 @@
+# Two commands do all the set-up on a fresh machine:  make demo  and  make test.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv system-deps bench lint
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+# Debian packages the tests and the synthetic worlds use (ffmpeg CLI for the benchmark baseline,
+# espeak-ng voices and fluidsynth soundfonts for the worlds). Skipped when already present.
+system-deps:
+	@bash scripts/system-deps.sh
+
+demo: venv
+	$(VENV)/bin/avlearn demo --out out/demo
+
+test: venv system-deps
+	$(VENV)/bin/python -m pytest -q
+
+bench: venv system-deps
+	$(PY) benchmarks/decode.py
+
+lint: venv
+	$(VENV)/bin/ruff check avlearn tests benchmarks && $(VENV)/bin/ruff format --check avlearn tests benchmarks

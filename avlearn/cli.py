@@ -1,0 +1,57 @@
+"""The ``avlearn`` command line.
+
+Each subcommand lives in the module that does the work; that module exposes ``add_arguments(parser)``
+and ``run(args) -> int``. Modules are imported only when their subcommand runs, so ``avlearn --help``
+stays fast and a broken optional feature cannot break the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "probe": ("avlearn.io.cli", "print what a media file holds (streams, fps, duration, rotation)"),
+    "demo": ("avlearn.demo", "read a window of a clip and write a contact sheet PNG and its audio"),
+    "summary": ("avlearn.models.summary", "per-layer output size, receptive field and MACs of a model"),
+    "synth": ("avlearn.data.synth", "render a synthetic audio-visual world to mp4 files and a manifest"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="avlearn", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "fit":
+        from avlearn.tasks.fit import fit_main  # LightningCLI owns the parsing of training recipes
+
+        return fit_main(argv[1:])
+    if not argv or argv[0] not in COMMANDS:
+        parser = build_parser()
+        parser.print_help() if not argv or argv[0] in ("-h", "--help") else parser.parse_args(argv)
+        return 0 if argv else 2
+    name = argv[0]
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"avlearn {name}", description=help_text)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    from avlearn.io.errors import MediaError
+
+    try:
+        return int(module.run(args) or 0)
+    except MediaError as err:  # a user's bad file: one clear line, no traceback
+        print(f"avlearn {name}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

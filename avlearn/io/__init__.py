@@ -1,0 +1,26 @@
+"""Media I/O: probe files, read aligned audio-visual windows, write wav/flac/mp4 atomically."""
+
+from avlearn.io.errors import (
+    ClipRangeError,
+    InvalidMediaError,
+    MediaError,
+    MediaNotFoundError,
+    MissingStreamError,
+    OverwriteInputError,
+    TruncatedMediaError,
+    TruncatedMediaWarning,
+)
+from avlearn.io.write import write_audio, write_video
+
+__all__ = [
+    "ClipRangeError",
+    "InvalidMediaError",
+    "MediaError",
+    "MediaNotFoundError",
+    "MissingStreamError",
+    "OverwriteInputError",
+    "TruncatedMediaError",
+    "TruncatedMediaWarning",
+    "write_audio",
+    "write_video",
+]
