@@ -54,7 +54,9 @@ def check_destination(path: PathLike, protect: Sequence[PathLike] = ()) -> Path:
     path = Path(path)
     key = _file_id(path)
     if key is not None and (key in _OPEN_FOR_READING or any(_file_id(p) == key for p in protect)):
-        raise OverwriteInputError(path, "refusing to overwrite a file that is an input of this job; choose another output path")
+        raise OverwriteInputError(
+            path, "refusing to overwrite a file that is an input of this job; choose another output path"
+        )
     return path
 
 

@@ -1,0 +1,413 @@
+"""Aligned reads: a window of video frames and the audio of the same window, chosen by timestamps.
+
+Frames and samples are placed by their presentation timestamps, never by counting, so variable frame
+rates, streams that start at different times and containers with odd timestamps (AVI with packed
+B-frames) all give a clip whose frame ``k`` and audio sample ``round(k * sample_rate / fps)`` show and
+sound at the same instant. A read seeks to the keyframe before the window and decodes only what the
+window needs, so a window costs the same in a one-minute and a one-hour file. Scaling and resampling run
+inside FFmpeg (a shared swscale context, swresample), never in Python loops over pixels or samples.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+
+import av
+import numpy as np
+import torch
+from av.video.reformatter import Interpolation, VideoReformatter
+
+from avlearn.io.errors import (
+    ClipRangeError,
+    InvalidMediaError,
+    MissingStreamError,
+    TruncatedMediaError,
+    TruncatedMediaWarning,
+)
+from avlearn.io.probe import MediaInfo, open_media, probe
+from avlearn.io.write import reading
+
+# Timestamps closer than this are the same instant (container time bases round to ~1e-5 s).
+_TIME_TOL = 1e-4
+# Audio decoded around the window so the resampler's filter has settled at the window's edges.
+_AUDIO_MARGIN = 0.05
+
+
+@dataclass
+class AVClip:
+    """A window of a media file: video and audio covering the same time span.
+
+    Attributes:
+        video: ``(C, T, H, W)`` uint8 RGB, or None when not read.
+        audio: ``(channels, S)`` float32 in [-1, 1], or None when not read.
+        start: window start in seconds (file time).
+        duration: window length in seconds.
+        fps: frame rate of ``video`` (the requested one, or the stream's average rate).
+        sample_rate: sample rate of ``audio``.
+        video_times: ``(T,)`` float64, the instant each returned frame stands for (seconds).
+        video_valid: ``(T,)`` bool, False where the window ran past the stream and the frame is padding.
+        audio_valid: ``(S,)`` bool, False where the audio is padding (zeros).
+        path: the file read.
+    """
+
+    video: torch.Tensor | None
+    audio: torch.Tensor | None
+    start: float
+    duration: float
+    fps: float | None
+    sample_rate: int | None
+    video_times: torch.Tensor | None
+    video_valid: torch.Tensor | None
+    audio_valid: torch.Tensor | None
+    path: str
+
+    @property
+    def valid_duration(self) -> float:
+        """Seconds of the window backed by real data in every stream read."""
+        spans = []
+        if self.video_valid is not None and self.fps:
+            spans.append(float(self.video_valid.sum()) / self.fps)
+        if self.audio_valid is not None and self.sample_rate:
+            spans.append(float(self.audio_valid.sum()) / self.sample_rate)
+        return min([self.duration, *spans])
+
+    def to_dict(self) -> dict[str, torch.Tensor]:
+        """The clip as a sample dict keyed by modality (``video``, ``audio``), the data contract of avlearn.data."""
+        return {k: v for k, v in (("video", self.video), ("audio", self.audio)) if v is not None}
+
+
+def _presentation_times(pts: list[int | None], dts: list[int | None]) -> list[int]:
+    """Timestamps of frames in decoder output (display) order.
+
+    Display order means the times must increase. Frame pts do in sane files; some containers (AVI with
+    packed B-frames) label decoded frames with reordered or missing pts while their dts increase
+    steadily, and FFmpeg's own best-effort timestamp then falls back to dts, as this does.
+    """
+
+    def increasing(seq: list[int | None]) -> bool:
+        return all(x is not None for x in seq) and all(a < b for a, b in zip(seq, seq[1:]))
+
+    if increasing(pts):
+        return pts
+    if increasing(dts):
+        return dts
+    known = sorted(x for x in pts if x is not None)
+    return known if len(known) == len(pts) else [x if x is not None else d for x, d in zip(pts, dts)]
+
+
+def _output_size(info_hw: tuple[int, int], size: int | tuple[int, int] | None) -> tuple[int, int]:
+    h, w = info_hw
+    if size is None:
+        return h, w
+    if isinstance(size, int):
+        if size <= 0:
+            raise ValueError(f"size must be positive, got {size}")
+        scale = size / min(h, w)
+        return max(2, round(h * scale / 2) * 2), max(2, round(w * scale / 2) * 2)
+    out_h, out_w = (int(s) for s in size)
+    if out_h <= 0 or out_w <= 0:
+        raise ValueError(f"size must be (height, width) with positive values, got {size}")
+    return out_h, out_w
+
+
+def _read_video(
+    container: av.container.InputContainer,
+    info: MediaInfo,
+    start: float,
+    duration: float,
+    fps: float | None,
+    size: int | tuple[int, int] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Returns frames ``(T, H, W, 3)``, their times ``(T,)``, validity ``(T,)`` and the frame rate."""
+    vinfo = info.video
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    time_base = float(stream.time_base)
+    # Timestamps are rounded to the container's time base (1 ms in webm/mkv): treat as one instant
+    # whatever lies within one tick, or 30 fps read at 30 fps would duplicate and drop frames. Coarser
+    # time bases are frame rates themselves (1/25 in AVI), whose ticks are exact.
+    tol = max(_TIME_TOL, min(time_base, 1e-3))
+    end = start + duration
+    out_h, out_w = _output_size(vinfo.display_size, size)
+    # Scale in the stored orientation, then turn: the scaler never sees the display geometry.
+    scale_w, scale_h = (out_h, out_w) if vinfo.rotation in (90, 270) else (out_w, out_h)
+    frame_dur = 1.0 / vinfo.fps if vinfo.fps else 0.04
+    rate = float(fps) if fps else vinfo.fps
+    if fps:
+        targets = start + np.arange(max(1, round(duration * fps))) / fps
+    else:
+        targets = None  # native: every stored frame whose time falls inside the window
+    reformatter = VideoReformatter()
+
+    def convert(frame: av.VideoFrame) -> np.ndarray:
+        rgb = reformatter.reformat(
+            frame, width=scale_w, height=scale_h, format="rgb24", interpolation=Interpolation.BILINEAR
+        ).to_ndarray()
+        return np.rot90(rgb, k=-vinfo.rotation // 90, axes=(0, 1)) if vinfo.rotation else rgb
+
+    decoded: list[tuple[int | None, int | None, av.VideoFrame]] = []  # (pts, dts, frame) in display order
+
+    def decode_from(seek_time: float) -> bool:
+        """Decodes from the keyframe before ``seek_time``; False if that keyframe lies after the window start."""
+        decoded.clear()
+        container.seek(max(0, int(seek_time / time_base)), stream=stream, backward=True, any_frame=False)
+        latest = -math.inf
+        try:
+            for frame in container.decode(stream):
+                ts = frame.pts if frame.pts is not None else frame.dts
+                t = ts * time_base if ts is not None else latest + frame_dur
+                if not decoded and t > start + tol and seek_time > vinfo.start + tol:
+                    return False  # the seek landed past the window start (B-frames, coarse index)
+                latest = max(latest, t)
+                decoded.append((frame.pts, frame.dts, frame))
+                if latest + frame_dur <= start + tol:
+                    del decoded[:-4]  # before the window: keep the last few, one of them holds into it
+                if latest >= end - tol:
+                    break
+        except av.FFmpegError as err:
+            warnings.warn(
+                f"{info.path}: video decoding stopped near {latest:.3f}s ({err.strerror}); "
+                "the rest of the window is padded",
+                TruncatedMediaWarning,
+                stacklevel=4,
+            )
+        return True
+
+    seek_time = start
+    while not decode_from(seek_time):
+        seek_time = max(vinfo.start, seek_time - 2.0) if seek_time > vinfo.start else 0.0
+
+    stamps = _presentation_times([p for p, _, _ in decoded], [d for _, d, _ in decoded])
+    decoded = [(ts * time_base, frame) for ts, (_, _, frame) in zip(stamps, decoded)]
+    times = np.array([t for t, _ in decoded], dtype=np.float64)
+    stream_end = (vinfo.start + vinfo.duration) if vinfo.duration else (times[-1] + frame_dur if len(times) else 0)
+    if targets is None:
+        inside = (times >= start - tol) & (times < end - tol)
+        keep = np.flatnonzero(inside)
+        n_pad = max(0, round((end - max(stream_end, start)) * rate)) if end > stream_end + tol else 0
+        frames = [convert(decoded[i][1]) for i in keep]
+        out_times = np.concatenate([times[keep], stream_end + np.arange(n_pad) / rate])
+        valid = np.r_[np.ones(len(keep), bool), np.zeros(n_pad, bool)]
+        blank = np.zeros((out_h, out_w, 3), np.uint8)
+        frames += [blank] * n_pad
+        if not frames:
+            frames = [blank]
+            out_times, valid = np.array([start]), np.zeros(1, bool)
+        return np.stack(frames), out_times, valid, rate
+
+    # Sample and hold: target instant t shows the last frame whose time is <= t. The first frame also
+    # stands for the instants just before it (a stream starting a frame late); the last one holds for one
+    # frame interval, after which the window has run past the stream and is padded.
+    idx = np.searchsorted(times, targets + tol, side="right") - 1
+    first_ok = (idx < 0) & (len(times) > 0) & (targets >= (times[0] if len(times) else 0) - frame_dur)
+    idx = np.where(first_ok, 0, idx)
+    last_t = times[-1] if len(times) else -np.inf
+    hold_end = min(last_t + frame_dur, stream_end + tol) if len(times) else -np.inf
+    valid = (idx >= 0) & (targets < hold_end - tol)
+    out = np.zeros((len(targets), out_h, out_w, 3), np.uint8)
+    cache: dict[int, np.ndarray] = {}
+    for k in np.flatnonzero(valid):
+        i = int(idx[k])
+        if i not in cache:
+            cache[i] = convert(decoded[i][1])
+        out[k] = cache[i]
+    return out, targets, valid, rate
+
+
+def _decode_audio(
+    container: av.container.InputContainer,
+    path: str,
+    start: float,
+    end: float | None,
+    sample_rate: int | None,
+    mono: bool,
+) -> tuple[np.ndarray, float, int, bool]:
+    """Decodes and resamples the audio around ``[start, end)``.
+
+    Returns:
+        samples ``(channels, N)`` float32, the file time of sample 0, the sample rate, and whether the
+        stream ended (EOF or a decode error) before ``end``.
+    """
+    stream = container.streams.audio[0]
+    out_rate = int(sample_rate or stream.codec_context.sample_rate)
+    layout = "mono" if mono else stream.codec_context.layout.name
+    resampler = av.AudioResampler(format="fltp", layout=layout, rate=out_rate)
+    seek_time = max(0.0, start - _AUDIO_MARGIN)
+    container.seek(int(seek_time / float(stream.time_base)), stream=stream, backward=True, any_frame=False)
+    chunks: list[np.ndarray] = []
+    origin = None
+    consumed = 0  # samples of output so far, to place chunks whose pts are missing
+    ended_early = True
+
+    def take(frames: list[av.AudioFrame]) -> None:
+        nonlocal consumed
+        for out in frames:
+            chunks.append(out.to_ndarray())
+            consumed += out.samples
+
+    try:
+        for frame in container.decode(stream):
+            t = frame.time
+            if t is not None and t + frame.samples / frame.sample_rate < start - _AUDIO_MARGIN:
+                continue
+            if origin is None:
+                origin = t if t is not None else seek_time
+            take(resampler.resample(frame))
+            if end is not None and t is not None and t > end + _AUDIO_MARGIN:
+                ended_early = False
+                break
+    except av.FFmpegError as err:
+        warnings.warn(
+            f"{path}: audio decoding stopped ({err.strerror}); the rest of the window is padded",
+            TruncatedMediaWarning,
+            stacklevel=4,
+        )
+    take(resampler.resample(None))
+    channels = 1 if mono else stream.codec_context.channels
+    data = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
+    return data.astype(np.float32, copy=False), float(origin if origin is not None else start), out_rate, ended_early
+
+
+def _validate_window(path: str, info: MediaInfo, start: float, duration: float) -> None:
+    if not (duration > 0 and math.isfinite(duration)):
+        raise ClipRangeError(path, f"duration must be a positive number of seconds, got {duration}")
+    if not (math.isfinite(start) and start >= 0):
+        raise ClipRangeError(path, f"start must be >= 0 seconds, got {start}")
+    if start >= info.duration:
+        raise ClipRangeError(
+            path, f"start {start:.3f}s is past the end of the file ({info.duration:.3f}s); choose an earlier start"
+        )
+
+
+def read_clip(
+    path: str | os.PathLike,
+    start: float,
+    duration: float,
+    *,
+    fps: float | None = None,
+    size: int | tuple[int, int] | None = None,
+    sample_rate: int | None = 16000,
+    mono: bool = True,
+    video: bool = True,
+    audio: bool = True,
+) -> AVClip:
+    """Reads the video and the audio of one time window of a media file.
+
+    Frame ``k`` stands for the instant ``start + k / fps`` and shows the frame on screen then (the last
+    frame presented at or before it); audio sample ``j`` is the sound at ``start + j / sample_rate``. A
+    window that runs past the end of a stream is padded (black frames, silence) and marked in
+    ``video_valid``/``audio_valid``.
+
+    Args:
+        path: media file (mp4, webm, mkv, avi, ...).
+        start: window start, seconds from the file's time origin.
+        duration: window length in seconds.
+        fps: frames per second to sample; None returns the stored frames inside the window.
+        size: ``(height, width)``, or an int for the shorter side keeping the aspect ratio; None keeps the
+            stored size. Rotation metadata is applied, so sizes refer to the upright picture.
+        sample_rate: audio rate to resample to; None keeps the file's rate.
+        mono: downmix to one channel (in FFmpeg).
+        video: read the video stream.
+        audio: read the audio stream.
+
+    Returns:
+        An AVClip with ``video (C, T, H, W)`` uint8 and ``audio (channels, S)`` float32.
+
+    Raises:
+        MediaNotFoundError, InvalidMediaError: the file is missing or unreadable.
+        MissingStreamError: ``video``/``audio`` asked for and the file has no such stream.
+        ClipRangeError: non-positive duration, negative start, or a start past the end.
+        TruncatedMediaError: the file is cut off before the window and nothing of it could be decoded.
+
+    Warns:
+        TruncatedMediaWarning: the file is cut off inside the window; the readable part is returned and the
+            rest padded and marked invalid.
+    """
+    path = os.fspath(path)
+    if not (video or audio):
+        raise ValueError("read_clip: ask for video, audio or both")
+    if fps is not None and not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if sample_rate is not None and not sample_rate > 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    info = probe(path)
+    if video and info.video is None:
+        raise MissingStreamError(path, "the file has no video stream; read it with video=False or use read_audio")
+    if audio and info.audio is None:
+        raise MissingStreamError(path, "the file has no audio stream; read it with audio=False")
+    _validate_window(path, info, start, duration)
+    end = start + duration
+    clip = AVClip(None, None, start, duration, None, None, None, None, None, path)
+    with reading(path), open_media(path) as container:
+        if video:
+            frames, times, valid, rate = _read_video(container, info, start, duration, fps, size)
+            if not valid.any():
+                raise TruncatedMediaError(path, f"no frame of the window {start:.3f}-{end:.3f}s could be decoded")
+            _warn_if_truncated(path, "video", info.video.start + (info.video.duration or 0), end, valid, times)
+            clip.video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (T,H,W,C) -> (C,T,H,W)
+            clip.video_times, clip.video_valid, clip.fps = torch.from_numpy(times), torch.from_numpy(valid), rate
+        if audio:
+            data, origin, rate, ended = _decode_audio(container, path, start, end, sample_rate, mono)
+            num = max(1, round(duration * rate))
+            out = np.zeros((data.shape[0], num), np.float32)
+            valid = np.zeros(num, bool)
+            offset = round((start - origin) * rate)  # index in data of the window's first sample
+            # Samples past the announced end are codec padding (AAC's last frame), not sound.
+            audio_end = info.audio.start + info.audio.duration if info.audio.duration else math.inf
+            real_end = min(data.shape[1], math.ceil((audio_end - origin) * rate))
+            lo, hi = max(0, offset), min(real_end, offset + num)
+            if hi > lo:
+                out[:, lo - offset : hi - offset] = data[:, lo:hi]
+                valid[lo - offset : hi - offset] = True
+            if not valid.any():
+                raise TruncatedMediaError(path, f"no audio of the window {start:.3f}-{end:.3f}s could be decoded")
+            if ended and not valid[-1] and origin + data.shape[1] / rate < min(end, audio_end) - 0.1:
+                warnings.warn(
+                    f"{path}: audio ends at {origin + data.shape[1] / rate:.3f}s, before the {audio_end:.3f}s the "
+                    "file announces (truncated file?); the rest of the window is silence",
+                    TruncatedMediaWarning,
+                    stacklevel=2,
+                )
+            clip.audio, clip.audio_valid, clip.sample_rate = torch.from_numpy(out), torch.from_numpy(valid), rate
+    return clip
+
+
+def _warn_if_truncated(path: str, kind: str, announced_end: float, end: float, valid, times) -> None:
+    last_real = times[valid][-1] if valid.any() else None
+    if last_real is not None and not valid[-1] and announced_end > last_real + 0.5 and end > last_real + 0.5:
+        warnings.warn(
+            f"{path}: {kind} ends near {last_real:.3f}s, before the {announced_end:.3f}s the file announces "
+            "(truncated file?); the rest of the window is padded",
+            TruncatedMediaWarning,
+            stacklevel=3,
+        )
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int | None = None, mono: bool = True) -> tuple[torch.Tensor, int]:
+    """Reads a whole audio stream (of an audio or a video file).
+
+    Args:
+        path: media file.
+        sample_rate: rate to resample to (in FFmpeg); None keeps the file's rate.
+        mono: downmix to one channel.
+
+    Returns:
+        ``(wav, sample_rate)`` with ``wav`` ``(channels, S)`` float32 in [-1, 1], sample 0 at the stream start.
+
+    Raises:
+        MediaNotFoundError, InvalidMediaError, MissingStreamError: see ``read_clip``.
+    """
+    path = os.fspath(path)
+    with reading(path), open_media(path) as container:
+        if not container.streams.audio:
+            raise MissingStreamError(path, "the file has no audio stream")
+        try:
+            data, _, rate, _ = _decode_audio(container, path, 0.0, None, sample_rate, mono)
+        except av.FFmpegError as err:  # pragma: no cover - decode errors are turned into warnings inside
+            raise InvalidMediaError(path, f"audio could not be decoded ({err.strerror})") from None
+    if data.shape[1] == 0:
+        raise InvalidMediaError(path, "the audio stream holds no decodable samples")
+    return torch.from_numpy(np.ascontiguousarray(data)), rate
