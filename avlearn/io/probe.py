@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -124,6 +125,9 @@ def _frame_intervals(container: av.container.InputContainer, stream: av.video.st
 def probe(path: str | os.PathLike) -> MediaInfo:
     """Describes a media file without decoding more than one frame.
 
+    Results are cached per (path, size, modification time), so readers that probe before every window
+    (datasets reading many windows of one file) pay for it once.
+
     Args:
         path: any file FFmpeg reads (mp4, webm, avi, mkv, wav, ogg, ...).
 
@@ -133,6 +137,18 @@ def probe(path: str | os.PathLike) -> MediaInfo:
     Raises:
         MediaNotFoundError, InvalidMediaError: see ``open_media``.
     """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        st = None
+    if st is None or p.is_dir():
+        open_media(p)  # raises the right MediaError
+    return _probe(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _probe(path: str, size: int, mtime_ns: int) -> MediaInfo:
     with open_media(path) as container:
         video = audio = None
         ends = []
