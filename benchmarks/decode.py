@@ -58,7 +58,8 @@ def read_ffmpeg_cli(path: Path, start: float, duration: float) -> tuple[np.ndarr
             ["ffmpeg", "-v", "error", "-ss", f"{start:.6f}", "-i", str(path), "-t", f"{duration:.6f}",
              "-map", "0:v:0", "-vf", f"fps={FPS_OUT},scale={SIZE}:{SIZE}", "-f", "rawvideo", "-pix_fmt", "rgb24",
              "pipe:1",
-             "-map", "0:a:0", "-t", f"{duration:.6f}", "-ac", "1", "-ar", str(SR_OUT), "-f", "f32le", "-y", audio_file.name],
+             "-map", "0:a:0", "-t", f"{duration:.6f}", "-ac", "1", "-ar", str(SR_OUT), "-f", "f32le", "-y",
+             audio_file.name],
             capture_output=True,
             check=True,
         )  # fmt: skip
