@@ -32,6 +32,8 @@ from avlearn.io.write import reading
 
 # Timestamps closer than this are the same instant (container time bases round to ~1e-5 s).
 _TIME_TOL = 1e-4
+# Video packets this long before the window start are decoded only if later frames refer to them.
+_SKIP_MARGIN = 0.5
 # Audio decoded around the window so the resampler's filter has settled at the window's edges.
 _AUDIO_MARGIN = 0.05
 
@@ -150,13 +152,24 @@ def _read_video(
 
     decoded: list[tuple[int | None, int | None, av.VideoFrame]] = []  # (pts, dts, frame) in display order
 
+    def frames_after_seek():
+        # Between the keyframe and the window, frames nothing refers to (most B-frames) are never shown:
+        # the decoder skips them, which saves up to half the work of a long GOP.
+        ctx, skipping = stream.codec_context, None
+        for packet in container.demux(stream):
+            ts = packet.pts if packet.pts is not None else packet.dts
+            skip = ts is not None and ts * time_base < start - _SKIP_MARGIN
+            if skip != skipping:
+                ctx.skip_frame, skipping = ("NONREF" if skip else "DEFAULT"), skip
+            yield from packet.decode()
+
     def decode_from(seek_time: float) -> bool:
         """Decodes from the keyframe before ``seek_time``; False if that keyframe lies after the window start."""
         decoded.clear()
         container.seek(max(0, int(seek_time / time_base)), stream=stream, backward=True, any_frame=False)
         latest = -math.inf
         try:
-            for frame in container.decode(stream):
+            for frame in frames_after_seek():
                 ts = frame.pts if frame.pts is not None else frame.dts
                 t = ts * time_base if ts is not None else latest + frame_dur
                 if not decoded and t > start + tol and seek_time > vinfo.start + tol:
