@@ -45,7 +45,8 @@ def contact_sheet(clip: AVClip, path: Path, *, columns: int = 8, title: str = ""
     ax.set_xlim(t[0], t[-1])
     ax.set_ylabel("waveform")
     ax = fig.add_subplot(grid[rows + 1, :])
-    ax.specgram(wav + 1e-9, NFFT=512, Fs=clip.sample_rate, noverlap=384, xextent=(t[0], t[-1]), cmap="magma")
+    dither = 1e-6 * np.random.default_rng(0).standard_normal(len(wav))  # log of digital silence is -inf
+    ax.specgram(wav + dither, NFFT=512, Fs=clip.sample_rate, noverlap=384, xextent=(t[0], t[-1]), cmap="magma")
     ax.set_ylabel("Hz")
     ax.set_xlabel("seconds (red lines: instants of the frames shown)")
     fig.suptitle(title, fontsize=10)

@@ -157,13 +157,15 @@ def _probe(path: str, size: int, mtime_ns: int) -> MediaInfo:
             start = _seconds(vs.start_time, vs.time_base) or 0.0
             duration = _seconds(vs.duration, vs.time_base)
             intervals = _frame_intervals(container, vs)
-            fps = float(vs.average_rate or vs.guessed_rate or 0.0)
-            if not fps and len(intervals):
-                fps = 1.0 / float(np.mean(intervals))
             variable = bool(
                 len(intervals) > 1
                 and np.abs(intervals - np.median(intervals)).max() > _VFR_TOLERANCE * np.median(intervals)
             )
+            # A constant rate is best read off the frame interval; the container's average rate divides by
+            # a duration that may leave out the last frame's.
+            fps = float(vs.average_rate or vs.guessed_rate or 0.0)
+            if len(intervals) and (not variable or not fps):
+                fps = 1.0 / float(np.median(intervals) if not variable else np.mean(intervals))
             video = VideoInfo(
                 codec=vs.codec_context.name,
                 width=vs.codec_context.width,
