@@ -18,6 +18,6 @@ Inputs: video ``(B, C, T, H, W)`` float normalized; spectrogram ``(B, 1, F, T)``
 from avlearn.models.registry import create_model, example_input, get_model_info, list_models, register_model
 
 # Importing the model files registers their builders.
-from avlearn.models import video_cnn  # noqa: E402,F401  isort: skip
+from avlearn.models import video_cnn, tv_video, nonlocal_block, video_transformer, audio, av  # noqa: E402,F401  isort: skip
 
 __all__ = ["create_model", "example_input", "get_model_info", "list_models", "register_model"]

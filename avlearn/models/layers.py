@@ -11,19 +11,25 @@ from torch import nn
 class Encoder(nn.Module):
     """The interface every avlearn encoder follows, so tasks can swap them.
 
-    Subclasses set ``num_features`` (channels of the features, i.e. ``D`` of the tokens) and ``num_classes``
-    (0 when the model has no classifier) and implement :meth:`forward_features` and :meth:`forward_head`.
+    Subclasses set ``num_features`` (channels of the features, i.e. ``D`` of the tokens), ``num_classes``
+    (0 when the model has no classifier) and, when the classifier has hidden layers (C3D's fc6/fc7),
+    ``head_hidden_size`` (width of the pre-logits embedding; defaults to ``num_features``), and implement
+    :meth:`forward_features` and :meth:`forward_head`.
 
     * ``forward_features(x)`` returns the last feature map ``(B, D, T', H', W')`` (3D CNNs), ``(B, D, H', W')``
       (2D CNNs, spectrogram CNNs) or tokens ``(B, N, D)`` (transformers, recurrent nets).
     * ``forward_tokens(x)`` returns tokens ``(B, N, D)`` for every encoder: feature maps are flattened in
       ``(t h w)`` order, so a fusion module can take any of them.
     * ``forward_head(features, pre_logits=False)`` pools the features and classifies them; with
-      ``pre_logits=True`` it returns the pooled embedding ``(B, D)`` instead.
+      ``pre_logits=True`` it returns the pooled embedding ``(B, head_hidden_size)`` instead.
     """
 
     num_features: int
     num_classes: int
+
+    @property
+    def head_hidden_size(self) -> int:
+        return getattr(self, "_head_hidden_size", self.num_features)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -99,3 +105,45 @@ class Block(nn.Module):
         """(B, N, D) -> (B, N, D)."""
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+
+class TubeletEmbed(nn.Module):
+    """Non-overlapping tubelets of a video, linearly embedded (ViViT's tubelet embedding, a strided Conv3d).
+
+    Args:
+        in_channels: video channels ``C``.
+        dim: token width ``D``.
+        tubelet_size: ``(t, p, p)``; ``t=1`` gives per-frame patches (ViT / TimeSformer).
+    """
+
+    def __init__(self, in_channels: int, dim: int, tubelet_size: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.proj = nn.Conv3d(in_channels, dim, kernel_size=tubelet_size, stride=tubelet_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T, H, W) -> (B, D, T/t, H/p, W/p)."""
+        return self.proj(x)
+
+
+class PatchEmbed2d(nn.Module):
+    """Patches of an image or spectrogram ``(B, C, F, T)``, linearly embedded (a Conv2d; overlap if stride < size).
+
+    Args:
+        in_channels: input channels.
+        dim: token width ``D``.
+        patch_size: patch height and width.
+        stride: patch stride (``patch_size`` for non-overlapping patches; AST uses 16 with stride 10).
+    """
+
+    def __init__(self, in_channels: int, dim: int, patch_size: int, stride: int | None = None) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=stride or patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, F, T) -> (B, D, F', T')."""
+        return self.proj(x)
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int = 0) -> int:
+    """Length of a conv/pool output along one axis."""
+    return (size + 2 * padding - kernel) // stride + 1

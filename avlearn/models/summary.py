@@ -352,8 +352,17 @@ def _gradient_rf(model: nn.Module, size: tuple[int, ...], names: list[str]) -> d
         return hook
 
     for name, module in model.named_modules():
-        if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
-                               nn.AdaptiveMaxPool3d)):  # fmt: skip
+        if isinstance(
+            module,
+            (
+                nn.MaxPool1d,
+                nn.MaxPool2d,
+                nn.MaxPool3d,
+                nn.AdaptiveMaxPool1d,
+                nn.AdaptiveMaxPool2d,
+                nn.AdaptiveMaxPool3d,
+            ),
+        ):
             handles.append(module.register_forward_hook(avg_instead_of_max))
         if name in wanted:
             handles.append(module.register_forward_hook(record(name)))

@@ -94,10 +94,11 @@ class LateFusion(Encoder):
             raise ValueError(f"temporal_fusion={temporal_fusion!r}; choose 'pool' or 'fc'")
         self.num_classes = num_classes
         self.temporal_fusion = temporal_fusion
-        self.num_features = widths[-1] * (num_frames if temporal_fusion == "fc" else 1)
+        self.num_features = widths[-1]
+        self._head_hidden_size = widths[-1] * (num_frames if temporal_fusion == "fc" else 1)
         self.features = frame_cnn(in_channels, widths, pool_size)
         self.pool = nn.AdaptiveAvgPool3d(1) if temporal_fusion == "pool" else nn.AdaptiveAvgPool3d((None, 1, 1))
-        self.head = make_head(self.num_features, num_classes)
+        self.head = make_head(self._head_hidden_size, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> per-frame maps (B, D, T, H', W')."""
@@ -106,7 +107,7 @@ class LateFusion(Encoder):
         return rearrange(x, "(b t) d h w -> b d t h w", b=b)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """(B, D, T, H', W') -> (B, num_classes), or the fused embedding (B, num_features)."""
+        """(B, D, T, H', W') -> (B, num_classes), or the fused embedding (B, D) or (B, D * T)."""
         x = self.pool(features).flatten(1)  # (B, D) or (B, D * T)
         return x if pre_logits else self.head(x)
 
@@ -215,6 +216,7 @@ class C3D(Encoder):
         super().__init__()
         self.num_classes = num_classes
         self.num_features = widths[-1]
+        self._head_hidden_size = fc_dim
         w1, w2, w3, w4, w5 = widths
         conv = lambda cin, cout: nn.Conv3d(cin, cout, kernel_size=3, padding=1)
         self.features = nn.Sequential(OrderedDict([

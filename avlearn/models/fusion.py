@@ -1,0 +1,183 @@
+"""Fusion of token sequences from several modalities: MBT attention bottlenecks, full attention, late concat.
+
+A fusion module takes a dict of token sequences ``{modality: (B, N_m, D)}`` (as scenic's MBT does) and returns a
+dict of output tokens; its ``pool(outputs)`` gives one embedding ``(B, D)`` per modality. :class:`AVClassifier`
+puts per-modality encoders (anything with ``forward_tokens``) in front of a fusion module and a linear classifier
+behind it::
+
+    video (B,3,T,H,W) ──► video encoder ──► (B,Nv,D) ─┐                       ┌─► CLS_video (B,D) ─┐
+                                                      ├─► fusion (e.g. MBT) ──┤                    ├─► head
+    spec  (B,1,F,T)   ──► spec encoder  ──► (B,Na,D) ─┘                       └─► CLS_spec  (B,D) ─┘
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from avlearn.models.layers import Block
+
+
+class MBT(nn.Module):
+    """Multimodal bottleneck transformer (Nagrani et al., "Attention Bottlenecks for Multimodal Fusion", 2021).
+
+    Each modality has its own transformer layers and CLS token. Layers ``< fusion_layer`` see only their own
+    modality. From ``fusion_layer`` on, each modality's layer also sees ``num_bottlenecks`` shared bottleneck
+    tokens; the bottleneck outputs of all modalities are averaged and passed to the next layer, so all
+    cross-modal exchange goes through them. ``fusion_layer=0`` fuses from the first layer (early fusion),
+    ``fusion_layer=num_layers`` never fuses (late fusion: only the classifier combines the modalities).
+
+    With ``num_bottlenecks=0`` the fusion layers instead run full self-attention over the concatenated tokens of
+    all modalities (scenic's "vanilla" cross-modal attention; one set of weights per fusion layer).
+
+    Args:
+        modalities: names of the modalities, e.g. ``("video", "spec")``.
+        dim: token width ``D``.
+        num_layers: transformer layers per modality.
+        num_heads: attention heads.
+        fusion_layer: first layer with cross-modal exchange, in ``[0, num_layers]``.
+        num_bottlenecks: shared bottleneck tokens (0: full attention across modalities from ``fusion_layer``).
+        mlp_ratio: MLP hidden width over ``dim``.
+
+    Raises:
+        ValueError: if ``fusion_layer`` is out of range.
+    """
+
+    def __init__(
+        self,
+        modalities: tuple[str, ...] = ("video", "spec"),
+        dim: int = 768,
+        num_layers: int = 12,
+        num_heads: int = 12,
+        fusion_layer: int = 8,
+        num_bottlenecks: int = 4,
+        mlp_ratio: float = 4.0,
+    ):
+        super().__init__()
+        if not 0 <= fusion_layer <= num_layers:
+            raise ValueError(f"fusion_layer={fusion_layer} must be in [0, num_layers={num_layers}]")
+        self.modalities = tuple(modalities)
+        self.num_layers = num_layers
+        self.fusion_layer = fusion_layer
+        self.num_bottlenecks = num_bottlenecks
+        self.num_features = dim
+        # layers run by each modality alone or with the bottlenecks; with full attention, only those below fusion
+        own_layers = num_layers if num_bottlenecks > 0 else fusion_layer
+        self.layers = nn.ModuleDict(
+            {m: nn.ModuleList(Block(dim, num_heads, mlp_ratio) for _ in range(own_layers)) for m in self.modalities}
+        )
+        self.joint_layers = nn.ModuleList(
+            Block(dim, num_heads, mlp_ratio) for _ in range(num_layers - own_layers)
+        )  # full attention, num_bottlenecks == 0
+        self.cls_tokens = nn.ParameterDict({m: nn.Parameter(torch.zeros(1, 1, dim)) for m in self.modalities})
+        self.bottleneck = nn.Parameter(torch.randn(1, num_bottlenecks, dim) * 0.02) if num_bottlenecks else None
+        self.norms = nn.ModuleDict({m: nn.LayerNorm(dim) for m in self.modalities})
+        for p in self.cls_tokens.values():
+            nn.init.normal_(p, std=0.02)
+
+    def forward(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Fuse the modalities.
+
+        Args:
+            tokens: ``{modality: (B, N_m, D)}``, one entry per name in ``modalities``.
+
+        Returns:
+            ``{modality: (B, 1 + N_m, D)}``, layer-normed; index 0 is the modality's CLS token.
+
+        Raises:
+            ValueError: if the keys are not the model's modalities.
+        """
+        if set(tokens) != set(self.modalities):
+            raise ValueError(f"MBT expects tokens for {self.modalities}, got {tuple(tokens)}")
+        b = next(iter(tokens.values())).shape[0]
+        x = {m: torch.cat([self.cls_tokens[m].expand(b, -1, -1), tokens[m]], dim=1) for m in self.modalities}
+        bottleneck = self.bottleneck.expand(b, -1, -1) if self.bottleneck is not None else None
+        for i in range(self.num_layers):
+            if i < self.fusion_layer:  # each modality alone
+                x = {m: self.layers[m][i](x[m]) for m in self.modalities}
+            elif bottleneck is not None:  # exchange only through the bottleneck tokens
+                outs = {}
+                for m in self.modalities:
+                    n = x[m].shape[1]
+                    y = self.layers[m][i](torch.cat([x[m], bottleneck], dim=1))  # (B, N_m + nb, D)
+                    x[m], outs[m] = y[:, :n], y[:, n:]
+                bottleneck = torch.stack(list(outs.values())).mean(0)  # (B, nb, D), averaged over modalities
+            else:  # full attention over the concatenation
+                lengths = [x[m].shape[1] for m in self.modalities]
+                y = self.joint_layers[i - self.fusion_layer](torch.cat([x[m] for m in self.modalities], dim=1))
+                x = dict(zip(self.modalities, torch.split(y, lengths, dim=1)))
+        return {m: self.norms[m](x[m]) for m in self.modalities}
+
+    def pool(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-modality CLS embeddings ``{modality: (B, D)}``."""
+        return {m: t[:, 0] for m, t in outputs.items()}
+
+
+class ConcatFusion(nn.Module):
+    """Late fusion: no exchange between the token sequences; each is averaged and the embeddings concatenated.
+
+    Args:
+        modalities: names of the modalities.
+        dim: token width ``D``.
+    """
+
+    def __init__(self, modalities: tuple[str, ...] = ("video", "spec"), dim: int = 768) -> None:
+        super().__init__()
+        self.modalities = tuple(modalities)
+        self.num_features = dim
+
+    def forward(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{m: (B, N_m, D)}`` -> the same tokens (nothing crosses modalities before the head)."""
+        if set(tokens) != set(self.modalities):
+            raise ValueError(f"ConcatFusion expects tokens for {self.modalities}, got {tuple(tokens)}")
+        return tokens
+
+    def pool(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Average tokens per modality -> ``{m: (B, D)}``."""
+        return {m: t.mean(1) for m, t in outputs.items()}
+
+
+class AVClassifier(nn.Module):
+    """Per-modality encoders -> tokens -> a fusion module -> per-modality embeddings -> one linear classifier.
+
+    Args:
+        encoders: ``{modality: encoder}``; each has ``forward_tokens(x) -> (B, N, D_m)`` and ``num_features``.
+        fusion: a fusion module (:class:`MBT`, :class:`ConcatFusion`) over those modalities with width ``D``.
+        num_classes: classes (0: :meth:`forward` returns the concatenated embeddings).
+    """
+
+    def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleDict(encoders)
+        dim = fusion.num_features
+        # encoders narrower or wider than the fusion width get a linear projection
+        self.proj = nn.ModuleDict(
+            {m: nn.Identity() if e.num_features == dim else nn.Linear(e.num_features, dim) for m, e in encoders.items()}
+        )
+        self.fusion = fusion
+        self.num_classes = num_classes
+        self.num_features = dim
+        self.head_hidden_size = dim * len(encoders)
+        self.head = nn.Linear(self.head_hidden_size, num_classes) if num_classes else nn.Identity()
+
+    def forward_tokens(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{m: input}`` -> ``{m: (B, N_m, D)}`` before fusion."""
+        return {m: self.proj[m](self.encoders[m].forward_tokens(x[m])) for m in self.encoders}
+
+    def forward_features(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{m: input}`` -> fused tokens ``{m: (B, N'_m, D)}``."""
+        return self.fusion(self.forward_tokens(x))
+
+    def forward_embeddings(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{m: input}`` -> pooled per-modality embeddings ``{m: (B, D)}`` (e.g. for a sync objective)."""
+        return self.fusion.pool(self.forward_features(x))
+
+    def forward_head(self, features: dict[str, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+        """Fused tokens -> logits ``(B, num_classes)`` or the concatenated embeddings ``(B, D * M)``."""
+        pooled = self.fusion.pool(features)
+        x = torch.cat([pooled[m] for m in self.encoders], dim=-1)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``{"video": (B, C, T, H, W), "spec": (B, 1, F, T)}`` -> ``(B, num_classes)``."""
+        return self.forward_head(self.forward_features(x))

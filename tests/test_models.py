@@ -1,0 +1,111 @@
+"""Every registered ``_tiny`` model runs forward and backward on CPU; registry and fusion properties."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from avlearn.models import create_model, example_input, get_model_info, list_models, register_model
+from avlearn.models.fusion import MBT
+
+torch.set_num_threads(2)
+
+TINY = list_models("*_tiny")
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_forward_backward(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=3)
+    x = example_input(name, batch_size=2, generator=torch.Generator().manual_seed(0))
+    logits = model(x)
+    assert logits.shape == (2, 3)
+    assert torch.isfinite(logits).all()
+    logits.logsumexp(-1).mean().backward()
+    trainable = {k: p for k, p in model.named_parameters() if p.requires_grad}
+    missing = [k for k, p in trainable.items() if p.grad is None]
+    assert not missing, f"no gradient reaches {missing}"
+    assert all(torch.isfinite(p.grad).all() for p in trainable.values())
+    assert any(p.grad.abs().sum() > 0 for p in trainable.values())
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_encoder_interface(name):
+    model = create_model(name).eval()
+    x = example_input(name, batch_size=2)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        embedding = model.forward_head(features, pre_logits=True)
+        assert embedding.shape == (2, model.head_hidden_size)
+        if isinstance(x, torch.Tensor):
+            tokens = model.forward_tokens(x)
+            assert tokens.dim() == 3 and tokens.shape[0] == 2 and tokens.shape[2] == model.num_features
+        torch.testing.assert_close(model.forward_head(features), model(x))
+
+
+def test_every_model_has_a_tiny_variant():
+    full = [n for n in list_models() if not n.endswith("_tiny")]
+    assert [n for n in full if f"{n}_tiny" not in TINY] == []
+
+
+def test_registry_refuses_duplicates_and_unknown_names():
+    with pytest.raises(ValueError, match="already registered"):
+
+        @register_model(input_size=(3, 4, 16, 16))
+        def c3d_tiny():  # noqa: F811 - the point of the test
+            return None
+
+    assert get_model_info("c3d_tiny").builder.__module__ == "avlearn.models.video_cnn"
+    with pytest.raises(ValueError, match="unknown model"):
+        create_model("c3d_huge")
+
+
+def _mbt(fusion_layer: int, num_bottlenecks: int = 2) -> MBT:
+    torch.manual_seed(0)
+    return MBT(("video", "spec"), dim=16, num_layers=3, num_heads=2, fusion_layer=fusion_layer,
+               num_bottlenecks=num_bottlenecks).eval()  # fmt: skip
+
+
+def _video_tokens_after_changing_audio(model: MBT) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    video, spec = torch.randn(2, 5, 16, generator=g), torch.randn(2, 7, 16, generator=g)
+    with torch.no_grad():
+        a = model({"video": video, "spec": spec})["video"]
+        b = model({"video": video, "spec": spec + torch.randn(spec.shape, generator=g)})["video"]
+    return a, b
+
+
+def test_mbt_late_fusion_has_no_cross_modal_exchange():
+    a, b = _video_tokens_after_changing_audio(_mbt(fusion_layer=3))  # fusion_layer = num_layers
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("num_bottlenecks", [2, 0])
+def test_mbt_exchanges_from_fusion_layer(num_bottlenecks):
+    a, b = _video_tokens_after_changing_audio(_mbt(fusion_layer=0, num_bottlenecks=num_bottlenecks))
+    assert (a - b).abs().max() > 1e-4
+
+
+def test_mbt_below_fusion_layer_video_tokens_ignore_audio():
+    model = _mbt(fusion_layer=1)  # layer 0 alone, layers 1 and 2 with bottlenecks
+    seen = []
+    hook = model.layers["video"][0].register_forward_hook(lambda m, i, o: seen.append(o))
+    a, b = _video_tokens_after_changing_audio(model)
+    hook.remove()
+    torch.testing.assert_close(seen[0], seen[1], rtol=0, atol=0)  # below the fusion layer: unchanged
+    # layer 1 writes the audio into the bottlenecks, layer 2's video tokens read them
+    assert (a - b).abs().max() > 1e-4
+
+
+def test_mbt_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="fusion_layer"):
+        MBT(dim=16, num_layers=2, num_heads=2, fusion_layer=3)
+    with pytest.raises(ValueError, match="expects tokens"):
+        _mbt(1)({"video": torch.zeros(1, 2, 16)})
+
+
+def test_av_model_gives_per_modality_embeddings():
+    model = create_model("mbt_tiny").eval()
+    with torch.no_grad():
+        emb = model.forward_embeddings(example_input("mbt_tiny"))
+    assert {k: tuple(v.shape) for k, v in emb.items()} == {"video": (2, 32), "spec": (2, 32)}
