@@ -190,6 +190,19 @@ _FLATTENS = {torch.flatten, torch.Tensor.flatten, torch.Tensor.view, torch.Tenso
 # ("map"), or for tensors without spatial axes (after flatten/linear) a fixed span per axis ("box").
 
 
+def _ndim(module: nn.Module) -> int:
+    """Spatial dimensions of a conv/pool module (subclasses such as torchvision's Conv3DSimple included)."""
+    kinds = {
+        1: (nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d),
+        2: (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d),
+        3: (nn.Conv3d, nn.MaxPool3d, nn.AvgPool3d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d),
+    }
+    for nd, types in kinds.items():
+        if isinstance(module, types):
+            return nd
+    raise TypeError(type(module).__name__)
+
+
 def _geometry(module: nn.Module, nd: int) -> list[tuple[int, int, int, int]]:
     tup = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v,) * nd
     k, s = tup(module.kernel_size), tup(module.stride if module.stride is not None else module.kernel_size)
@@ -217,13 +230,13 @@ def _transition(module: nn.Module, state, in_shape: tuple[int, ...]):
     if kind != "map" or len(in_shape) != 2 + len(spans):
         return None
     if isinstance(module, _CONV_POOL):
-        nd = int(type(module).__name__[-2])
+        nd = _ndim(module)
         if nd != len(spans) or getattr(module, "return_indices", False):
             return None
         return "map", [(st - p * j, j * s, rf + dl * (k - 1) * j) for (st, j, rf), (k, s, p, dl) in
                        zip(spans, _geometry(module, nd))]  # fmt: skip
     if isinstance(module, _ADAPTIVE):
-        nd = int(type(module).__name__[-2])
+        nd = _ndim(module)
         out = module.output_size
         out = tuple(out) if isinstance(out, (tuple, list)) else (out,) * nd
         if nd != len(spans):
@@ -315,7 +328,7 @@ def _shape_pass(model: nn.Module, size: InputSize, device: str):
         if not list(module.children()):
             handles.append(module.register_forward_pre_hook(pre_hook(name)))
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter, FlattenTracker():
+        with FlopCounterMode(display=False) as counter, FlattenTracker():
             _call(model, x)
     finally:
         for h in handles:
@@ -335,7 +348,7 @@ def _gradient_rf(model: nn.Module, size: tuple[int, ...], names: list[str]) -> d
     handles = []
 
     def avg_instead_of_max(module, args, out):
-        nd = int(type(module).__name__[-2])
+        nd = _ndim(module)
         if isinstance(module, _ADAPTIVE):
             return getattr(F, f"adaptive_avg_pool{nd}d")(args[0], module.output_size)
         if module.dilation not in (1, (1,) * nd) or getattr(module, "return_indices", False):
