@@ -1,0 +1,152 @@
+"""Speech with its phoneme timeline, from the espeak-ng library (``libespeak-ng.so.1``) through ctypes.
+
+espeak-ng reports, while it synthesizes, an event at the start of every phoneme and every word with its
+position in the audio, so the phoneme timeline is the one the waveform was made from (no alignment step).
+The library is called in-process (about 10 ms per sentence); each worker process initializes its own copy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from dataclasses import dataclass
+
+import numpy as np
+
+_EVENT_WORD, _EVENT_PHONEME, _EVENT_LIST_TERMINATED = 1, 7, 0
+_RATE, _PITCH, _RANGE = 1, 3, 4
+_OUTPUT_SYNCHRONOUS, _INITIALIZE_PHONEME_EVENTS = 2, 0x0001
+
+
+class _EventId(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+
+class _Event(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),  # milliseconds from the start of the synthesis
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
+
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+
+
+@dataclass
+class Utterance:
+    """One synthesized sentence.
+
+    Attributes:
+        wave: ``(S,)`` float32 at ``sample_rate``.
+        sample_rate: espeak-ng's native rate (22050 Hz).
+        phonemes: ``(start_s, end_s, phoneme)`` in espeak-ng's ASCII phoneme names; ``_`` is a pause.
+        words: ``(start_s, end_s, word)``.
+    """
+
+    wave: np.ndarray
+    sample_rate: int
+    phonemes: list[tuple[float, float, str]]
+    words: list[tuple[float, float, str]]
+
+
+class Espeak:
+    """A per-process handle on libespeak-ng; use :func:`espeak` to get the shared one."""
+
+    def __init__(self) -> None:
+        name = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
+        try:
+            self._lib = ctypes.cdll.LoadLibrary(name)
+        except OSError as err:
+            raise FileNotFoundError(
+                "libespeak-ng is not installed; run `apt-get install espeak-ng` (scripts/system-deps.sh)"
+            ) from err
+        self.sample_rate = int(self._lib.espeak_Initialize(_OUTPUT_SYNCHRONOUS, 0, None, _INITIALIZE_PHONEME_EVENTS))
+        if self.sample_rate <= 0:
+            raise RuntimeError("espeak_Initialize failed (is espeak-ng-data installed?)")
+        self._chunks: list[np.ndarray] = []
+        self._events: list[tuple[int, int, int, int, str]] = []
+        self._callback = _CALLBACK(self._on_audio)  # keep a reference: ctypes does not
+        self._lib.espeak_SetSynthCallback(self._callback)
+        self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+
+    def _on_audio(self, wav, num_samples, events) -> int:
+        if num_samples > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+        i = 0
+        while events[i].type != _EVENT_LIST_TERMINATED:
+            e = events[i]
+            if e.type in (_EVENT_PHONEME, _EVENT_WORD):
+                label = e.id.string.decode("ascii", "replace") if e.type == _EVENT_PHONEME else ""
+                self._events.append((e.type, e.audio_position, e.text_position, e.length, label))
+            i += 1
+        return 0
+
+    def synth(self, text: str, voice: str, *, rate: int = 170, pitch: int = 50, pitch_range: int = 50) -> Utterance:
+        """Synthesizes ``text`` with ``voice`` (e.g. ``"en-us+f3"``), words per minute ``rate``, pitch 0-100."""
+        if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise ValueError(f"espeak-ng has no voice {voice!r} (see `espeak-ng --voices` and its variants)")
+        for param, value in ((_RATE, rate), (_PITCH, pitch), (_RANGE, pitch_range)):
+            self._lib.espeak_SetParameter(param, int(value), 0)
+        self._chunks, self._events = [], []
+        data = text.encode("utf-8") + b"\0"
+        self._lib.espeak_Synth(data, len(data), 0, 0, 0, 0, None, None)
+        self._lib.espeak_Synchronize()
+        wave = (np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)).astype(np.float32) / 32768
+        end = len(wave) / self.sample_rate
+        phon = [(t / 1000, p) for kind, t, _, _, p in self._events if kind == _EVENT_PHONEME]
+        phonemes = [(t, phon[i + 1][0] if i + 1 < len(phon) else end, p) for i, (t, p) in enumerate(phon)]
+        raw = text.encode("utf-8")
+        word_events = [(t / 1000, pos, n) for kind, t, pos, n, _ in self._events if kind == _EVENT_WORD]
+        words = []
+        for i, (t, pos, n) in enumerate(word_events):
+            word = raw[pos - 1 : pos - 1 + n].decode("utf-8", "replace")  # text_position counts from 1
+            # A word ends where its last non-pause phoneme ends (before the next word's start).
+            nxt = word_events[i + 1][0] if i + 1 < len(word_events) else end
+            inside = [e for s, e, p in phonemes if t <= s < nxt and not p.startswith("_")]
+            words.append((t, max(inside) if inside else nxt, word))
+        return Utterance(wave=wave, sample_rate=self.sample_rate, phonemes=phonemes, words=words)
+
+
+_INSTANCE: Espeak | None = None
+
+
+def espeak() -> Espeak:
+    """The process's espeak-ng handle (created on first use)."""
+    global _INSTANCE
+    if _INSTANCE is None:
+        _INSTANCE = Espeak()
+    return _INSTANCE
+
+
+# espeak-ng phoneme name -> (mouth opening 0-1, mouth width 0.5-1.2): a small viseme table.
+_CLOSED = set("pbm")
+_LABIODENTAL = set("fv")
+_ROUNDED = {"u:", "U", "w", "oU", "O:", "O", "O@", "u@", "U@", "aU", "OI", "o@"}
+_OPEN = {"a", "a:", "A:", "aI", "aI@", "aU", "A@", "0", "V", "a#", "aa", "e@", "A"}
+_MID = {"e", "E", "eI", "@", "3:", "3", "@2", "@5", "@L", "I", "I2", "i", "i:", "i@", "I#", "e#", "E2", "E@"}
+
+
+def viseme(phoneme: str) -> tuple[float, float]:
+    """Mouth (opening, width) for an espeak-ng phoneme name; pauses and unknown names map to rest values."""
+    p = phoneme.strip("'ˈ,%=")
+    if not p or p.startswith("_") or p == ";":
+        return 0.0, 0.85
+    if p in _CLOSED:
+        return 0.0, 0.8
+    if p in _LABIODENTAL:
+        return 0.12, 0.9
+    if p in _OPEN:
+        return 1.0, 1.0
+    if p in _ROUNDED:
+        return 0.5, 0.6
+    if p in _MID:
+        return 0.6, 1.1
+    if p[0] in "aAeEiIoOuUV03@":
+        return 0.6, 1.0
+    return 0.25, 0.95  # other consonants: teeth nearly together
