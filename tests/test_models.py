@@ -7,6 +7,8 @@ import torch
 
 from avlearn.models import create_model, example_input, get_model_info, list_models, register_model
 from avlearn.models.fusion import MBT
+from avlearn.models.inflate import I3DResNet, inflate
+from avlearn.models.nonlocal_block import NonLocalBlock, insert_nonlocal
 
 torch.set_num_threads(2)
 
@@ -19,7 +21,7 @@ def test_tiny_forward_backward(name):
     model = create_model(name, num_classes=3)
     x = example_input(name, batch_size=2, generator=torch.Generator().manual_seed(0))
     logits = model(x)
-    assert logits.shape == (2, 3)
+    assert logits.shape == ((2, x.shape[2], 3) if getattr(model, "many_to_many", False) else (2, 3))
     assert torch.isfinite(logits).all()
     logits.logsumexp(-1).mean().backward()
     trainable = {k: p for k, p in model.named_parameters() if p.requires_grad}
@@ -36,7 +38,7 @@ def test_encoder_interface(name):
     with torch.no_grad():
         features = model.forward_features(x)
         embedding = model.forward_head(features, pre_logits=True)
-        assert embedding.shape == (2, model.head_hidden_size)
+        assert embedding.shape[0] == 2 and embedding.shape[-1] == model.head_hidden_size
         if isinstance(x, torch.Tensor):
             tokens = model.forward_tokens(x)
             assert tokens.dim() == 3 and tokens.shape[0] == 2 and tokens.shape[2] == model.num_features
@@ -109,3 +111,67 @@ def test_av_model_gives_per_modality_embeddings():
     with torch.no_grad():
         emb = model.forward_embeddings(example_input("mbt_tiny"))
     assert {k: tuple(v.shape) for k, v in emb.items()} == {"video": (2, 32), "spec": (2, 32)}
+
+
+def test_i3d_inflation_of_a_boring_video_gives_the_2d_output():
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    torch.manual_seed(0)
+    net2d = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=7).double()
+    net2d(torch.randn(8, 3, 32, 32, dtype=torch.float64))  # train-mode pass: non-trivial BN statistics
+    net2d.eval()
+    i3d = I3DResNet(net2d, time_kernel=3).eval()
+    image = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    video = image.unsqueeze(2).expand(-1, -1, 5, -1, -1)  # the same image at all 5 frames
+    with torch.no_grad():
+        torch.testing.assert_close(i3d(video), net2d(image), rtol=0, atol=1e-12)
+        # per frame, not only after pooling: first and last frames too (replicate temporal padding)
+        trunk2d = torch.nn.Sequential(*list(net2d.children())[:-2])
+        maps = i3d.forward_features(video)  # (B, 512, T, 1, 1)
+        torch.testing.assert_close(maps, trunk2d(image).unsqueeze(2).expand_as(maps), rtol=0, atol=1e-12)
+
+
+def test_inflated_kernels_are_repeated_and_divided():
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    conv3d = inflate(torch.nn.Sequential(conv), time_kernel=5)[0]
+    assert conv3d.weight.shape == (4, 3, 5, 3, 3)
+    torch.testing.assert_close(conv3d.weight.sum(2), conv.weight)
+    torch.testing.assert_close(conv3d.weight[:, :, 0], conv.weight / 5)
+
+
+def test_nonlocal_block_inserted_into_a_3d_cnn():
+    torch.manual_seed(0)
+    model = create_model("cnn3d_tiny").eval()
+    x = torch.randn(2, 3, 4, 16, 16)
+    with torch.no_grad():
+        before = model(x)
+        insert_nonlocal(model, {"features.pool1": 4})  # zero-initialized: the network is unchanged
+        assert isinstance(model.features.pool1[1], NonLocalBlock)
+        torch.testing.assert_close(model(x), before)
+        torch.nn.init.ones_(model.features.pool1[1].bn.weight)
+        assert not torch.allclose(model(x), before)
+    block = NonLocalBlock(4, zero_init=False).eval()
+    maps = torch.randn(1, 4, 3, 5, 5, requires_grad=True)
+    block(maps)[0, :, 0, 0, 0].sum().backward()
+    assert (maps.grad[0, :, 2, 4, 4] != 0).any()  # one position sees the whole clip
+    with pytest.raises(ValueError, match="no submodule"):
+        insert_nonlocal(model, {"features.nope": 4})
+
+
+def test_cnn_lstm_many_to_many_and_recurrent_weights_shared_over_time():
+    model = create_model("cnn_lstm_seq_tiny").eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 6, 32, 32)).shape == (2, 6, 5)  # any clip length
+    gru = create_model("conv_gru_tiny")
+    assert sum(p.numel() for p in gru.cell.parameters()) == sum(
+        p.numel() for p in create_model("conv_gru_tiny").cell.parameters()
+    )
+    with torch.no_grad():
+        assert gru.forward_features(torch.randn(1, 3, 7, 32, 32)).shape[2] == 7  # one state per frame
+
+
+def test_two_stream_fuses_probabilities():
+    model = create_model("two_stream_tiny").eval()
+    with torch.no_grad():
+        out = model(example_input("two_stream_tiny"))
+    torch.testing.assert_close(out.exp().sum(-1), torch.ones(2))

@@ -15,9 +15,16 @@ Every encoder follows :class:`~avlearn.models.layers.Encoder`:
 Inputs: video ``(B, C, T, H, W)`` float normalized; spectrogram ``(B, 1, F, T)``; tokens ``(B, N, D)``.
 """
 
-from avlearn.models.registry import create_model, example_input, get_model_info, list_models, register_model
-
 # Importing the model files registers their builders.
-from avlearn.models import video_cnn, tv_video, nonlocal_block, video_transformer, audio, av  # noqa: E402,F401  isort: skip
+from avlearn.models import audio as audio  # isort: skip
+from avlearn.models import av as av
+from avlearn.models import inflate as inflate
+from avlearn.models import nonlocal_block as nonlocal_block
+from avlearn.models import recurrent as recurrent
+from avlearn.models import tv_video as tv_video
+from avlearn.models import two_stream as two_stream
+from avlearn.models import video_cnn as video_cnn
+from avlearn.models import video_transformer as video_transformer
+from avlearn.models.registry import create_model, example_input, get_model_info, list_models, register_model
 
 __all__ = ["create_model", "example_input", "get_model_info", "list_models", "register_model"]

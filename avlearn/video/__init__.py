@@ -1,0 +1,1 @@
+"""avlearn.video: pure functions on video clips ``(C, T, H, W)`` (and thin modules around them)."""
