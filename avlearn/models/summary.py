@@ -444,8 +444,15 @@ def summarize(model: nn.Module, input_size: InputSize, *, name: str | None = Non
         order, outputs, flops, states = _shape_pass(copy.deepcopy(model).eval(), input_size, "cpu")
     prefix = type(model).__name__
     modules = dict(model.named_modules())
-    total = lambda n: flops.get(f"{prefix}.{n}" if n else prefix, 0)
-    own = {n: total(n) - sum(total(f"{n}.{c}" if n else c) for c, _ in modules[n].named_children()) for n in order}
+    key = lambda n: f"{prefix}.{n}" if n else prefix
+    child = lambda n, c: f"{n}.{c}" if n else c
+
+    def total(n: str) -> int:  # a container that is never called itself (ModuleList/Dict): sum of its children
+        if key(n) in flops or not list(modules[n].children()):
+            return flops.get(key(n), 0)
+        return sum(total(child(n, c)) for c, _ in modules[n].named_children())
+
+    own = {n: total(n) - sum(total(child(n, c)) for c, _ in modules[n].named_children()) for n in order}
     rows = []
     for n in order:
         module = modules[n]
