@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -18,10 +20,13 @@ TINY = list_models("*_tiny")
 @pytest.mark.parametrize("name", TINY)
 def test_tiny_forward_backward(name):
     torch.manual_seed(0)
-    model = create_model(name, num_classes=3)
+    takes_classes = "num_classes" in inspect.signature(get_model_info(name).builder).parameters
+    model = create_model(name, num_classes=3) if takes_classes else create_model(name)
     x = example_input(name, batch_size=2, generator=torch.Generator().manual_seed(0))
     logits = model(x)
-    assert logits.shape == ((2, x.shape[2], 3) if getattr(model, "many_to_many", False) else (2, 3))
+    assert logits.shape[0] == 2
+    if takes_classes:
+        assert logits.shape == ((2, x.shape[2], 3) if getattr(model, "many_to_many", False) else (2, 3))
     assert torch.isfinite(logits).all()
     logits.logsumexp(-1).mean().backward()
     trainable = {k: p for k, p in model.named_parameters() if p.requires_grad}
