@@ -83,3 +83,26 @@ def test_cli(capsys):
     assert main(["summary", "late_fusion", "--markdown"]) == 0
     assert "| features.conv2 | Conv2d | 24x16x16 | 1x14x14* |" in capsys.readouterr().out
     assert main(["summary", "no_such_model"]) == 2
+
+
+@pytest.mark.parametrize("name", list_models("*_tiny"))
+def test_summary_runs_on_every_tiny_model(name):
+    model = create_model(name)
+    summary = summarize(model, get_model_info(name).input_size, rf="off")
+    assert summary.rows and summary.total_macs > 0
+    assert summary.total_params == sum(p.numel() for p in model.parameters())
+    assert sum(r.macs for r in summary.rows) == summary.total_macs  # every MAC is in exactly one row
+
+
+def test_gradient_receptive_field_through_residual_blocks():
+    summary = summarize(create_model("r3d_18_tiny"), (3, 4, 32, 32))  # residual sums: measured
+    assert summary.row("net.stem.0").rf == (3, 7, 7) and summary.row("net.stem.0").rf_method == "analytic"
+    assert summary.row("net.layer1.0.conv2.0").rf_method == "analytic"  # still a chain from the input
+    assert summary.row("net.layer2.0.conv1.0").rf_method == "gradient"  # after the first residual sum
+    assert summary.row("net.layer2.0.conv2.0").rf == (4, 27, 27)
+    assert summary.row("net.fc").rf == (4, 32, 32)
+
+
+def test_cli_dict_input(capsys):
+    assert main(["summary", "two_stream_tiny", "--input", "video=3x3x32x32", "--input", "flow=2x2x32x32"]) == 0
+    assert "temporal_head" in capsys.readouterr().out

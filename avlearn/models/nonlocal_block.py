@@ -8,7 +8,7 @@ from einops import rearrange
 from torch import nn
 
 from avlearn.models.registry import register_model
-from avlearn.models.tv_video import VideoResNetEncoder, _tiny_video_resnet, tvv
+from avlearn.models.tv_video import TINY_WIDTHS, VideoResNetEncoder, _tiny_video_resnet, tvv
 
 
 class NonLocalBlock(nn.Module):
@@ -78,7 +78,7 @@ def r3d_18_nonlocal(num_classes: int = 400) -> VideoResNetEncoder:
 @register_model(input_size=(3, 4, 32, 32))
 def r3d_18_nonlocal_tiny(num_classes: int = 5) -> VideoResNetEncoder:
     """Tiny r3d with a non-local block after layer2 (not zero-initialized, so the test sees its gradients)."""
-    from torchvision.models.video.resnet import BasicStem, Conv3DSimple
+    from torchvision.models.video.resnet import Conv3DSimple
 
-    model = VideoResNetEncoder(_tiny_video_resnet(Conv3DSimple, BasicStem, num_classes))
-    return insert_nonlocal(model, {"net.layer2": 128}, zero_init=False)
+    model = VideoResNetEncoder(_tiny_video_resnet(Conv3DSimple, num_classes))
+    return insert_nonlocal(model, {"net.layer2": TINY_WIDTHS[1]}, zero_init=False)

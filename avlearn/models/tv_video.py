@@ -13,11 +13,9 @@ from torchvision.models import video as tvv
 from torchvision.models.video.mvit import MSBlockConfig
 from torchvision.models.video.resnet import (
     BasicBlock,
-    BasicStem,
     Conv2Plus1D,
     Conv3DNoTemporal,
     Conv3DSimple,
-    R2Plus1dStem,
     VideoResNet,
 )
 
@@ -106,9 +104,56 @@ class Swin3DEncoder(Encoder):
         return x if pre_logits else self.net.head(x)
 
 
-def _tiny_video_resnet(conv_maker: type[nn.Module], stem: type[nn.Module], num_classes: int) -> VideoResNet:
-    # one BasicBlock per stage; torchvision fixes the widths at 64-128-256-512
-    return VideoResNet(BasicBlock, [conv_maker] * 4, [1, 1, 1, 1], stem, num_classes=num_classes)
+class NarrowVideoResNet(VideoResNet):
+    """torchvision's ``VideoResNet`` (its blocks, conv makers and stems) with other stage widths.
+
+    torchvision fixes the widths at 64-128-256-512; the ``_tiny`` variants use this to stay small on CPU.
+
+    Args:
+        conv_makers: one torchvision conv maker per stage (``Conv3DSimple``, ``Conv3DNoTemporal``, ``Conv2Plus1D``).
+        layers: BasicBlocks per stage.
+        widths: channels of the stem and the four stages.
+        factored_stem: R(2+1)D's stem (a 1x7x7 then a 3x1x1 conv) instead of the 3x7x7 one.
+        num_classes: classes.
+    """
+
+    def __init__(self, conv_makers: list[type[nn.Module]], layers: list[int], widths: tuple[int, int, int, int],
+                 factored_stem: bool = False, num_classes: int = 400) -> None:  # fmt: skip
+        nn.Module.__init__(self)  # VideoResNet.__init__ would build the 64-wide stem and stages
+        w0 = widths[0]
+        if factored_stem:  # R2Plus1dStem with 45/64 of the width in the middle
+            mid = max(1, 45 * w0 // 64)
+            self.stem = nn.Sequential(
+                nn.Conv3d(3, mid, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False), nn.BatchNorm3d(mid), nn.ReLU(True),
+                nn.Conv3d(mid, w0, (3, 1, 1), 1, (1, 0, 0), bias=False), nn.BatchNorm3d(w0), nn.ReLU(True),
+            )  # fmt: skip
+        else:  # BasicStem
+            self.stem = nn.Sequential(
+                nn.Conv3d(3, w0, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False), nn.BatchNorm3d(w0), nn.ReLU(True)
+            )
+        self.inplanes = w0
+        self.layer1 = self._make_layer(BasicBlock, conv_makers[0], widths[0], layers[0], stride=1)
+        self.layer2 = self._make_layer(BasicBlock, conv_makers[1], widths[1], layers[1], stride=2)
+        self.layer3 = self._make_layer(BasicBlock, conv_makers[2], widths[2], layers[2], stride=2)
+        self.layer4 = self._make_layer(BasicBlock, conv_makers[3], widths[3], layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool3d((1, 1, 1))
+        self.fc = nn.Linear(widths[3], num_classes)
+        for m in self.modules():  # torchvision's initialization
+            if isinstance(m, nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm3d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.fc.weight, 0, 0.01)
+        nn.init.zeros_(self.fc.bias)
+
+
+TINY_WIDTHS = (8, 16, 32, 64)
+
+
+def _tiny_video_resnet(conv_maker: type[nn.Module], num_classes: int, first: type[nn.Module] | None = None):
+    makers = [first or conv_maker] + [conv_maker] * 3
+    return NarrowVideoResNet(makers, [1, 1, 1, 1], TINY_WIDTHS, conv_maker is Conv2Plus1D, num_classes)
 
 
 @register_model(input_size=(3, 16, 112, 112))
@@ -119,8 +164,8 @@ def r3d_18(num_classes: int = 400) -> VideoResNetEncoder:
 
 @register_model(input_size=(3, 4, 32, 32))
 def r3d_18_tiny(num_classes: int = 5) -> VideoResNetEncoder:
-    """r3d with one block per stage."""
-    return VideoResNetEncoder(_tiny_video_resnet(Conv3DSimple, BasicStem, num_classes))
+    """r3d with one block per stage, widths 8-16-32-64."""
+    return VideoResNetEncoder(_tiny_video_resnet(Conv3DSimple, num_classes))
 
 
 @register_model(input_size=(3, 16, 112, 112))
@@ -131,9 +176,8 @@ def mc3_18(num_classes: int = 400) -> VideoResNetEncoder:
 
 @register_model(input_size=(3, 4, 32, 32))
 def mc3_18_tiny(num_classes: int = 5) -> VideoResNetEncoder:
-    """mc3 with one block per stage."""
-    net = VideoResNet(BasicBlock, [Conv3DSimple] + [Conv3DNoTemporal] * 3, [1, 1, 1, 1], BasicStem, num_classes)
-    return VideoResNetEncoder(net)
+    """mc3 with one block per stage, widths 8-16-32-64."""
+    return VideoResNetEncoder(_tiny_video_resnet(Conv3DNoTemporal, num_classes, first=Conv3DSimple))
 
 
 @register_model(input_size=(3, 16, 112, 112))
@@ -144,8 +188,8 @@ def r2plus1d_18(num_classes: int = 400) -> VideoResNetEncoder:
 
 @register_model(input_size=(3, 4, 32, 32))
 def r2plus1d_18_tiny(num_classes: int = 5) -> VideoResNetEncoder:
-    """R(2+1)D with one block per stage."""
-    return VideoResNetEncoder(_tiny_video_resnet(Conv2Plus1D, R2Plus1dStem, num_classes))
+    """R(2+1)D with one block per stage, widths 8-16-32-64."""
+    return VideoResNetEncoder(_tiny_video_resnet(Conv2Plus1D, num_classes))
 
 
 @register_model(input_size=(3, 16, 224, 224))
