@@ -83,7 +83,9 @@ def _video_tokens_after_changing_audio(model: MBT) -> tuple[torch.Tensor, torch.
 
 
 def test_mbt_late_fusion_has_no_cross_modal_exchange():
-    a, b = _video_tokens_after_changing_audio(_mbt(fusion_layer=3))  # fusion_layer = num_layers
+    model = _mbt(fusion_layer=3)  # fusion_layer = num_layers
+    assert model.bottleneck is None  # no unused parameters
+    a, b = _video_tokens_after_changing_audio(model)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 

@@ -83,6 +83,8 @@ def test_cli(capsys):
     assert main(["summary", "late_fusion", "--markdown"]) == 0
     assert "| features.conv2 | Conv2d | 24x16x16 | 1x14x14* |" in capsys.readouterr().out
     assert main(["summary", "no_such_model"]) == 2
+    assert main(["summary", "c3d", "--input", "3x16x64x64"]) == 2  # fc6 is sized for 112x112
+    assert "cannot run on input 3x16x64x64" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", list_models("*_tiny"))

@@ -70,7 +70,8 @@ class MBT(nn.Module):
             Block(dim, num_heads, mlp_ratio) for _ in range(num_layers - own_layers)
         )  # full attention, num_bottlenecks == 0
         self.cls_tokens = nn.ParameterDict({m: nn.Parameter(torch.zeros(1, 1, dim)) for m in self.modalities})
-        self.bottleneck = nn.Parameter(torch.randn(1, num_bottlenecks, dim) * 0.02) if num_bottlenecks else None
+        fuses = num_bottlenecks > 0 and fusion_layer < num_layers  # late fusion has no use for bottlenecks
+        self.bottleneck = nn.Parameter(torch.randn(1, num_bottlenecks, dim) * 0.02) if fuses else None
         self.norms = nn.ModuleDict({m: nn.LayerNorm(dim) for m in self.modalities})
         for p in self.cls_tokens.values():
             nn.init.normal_(p, std=0.02)
@@ -95,7 +96,7 @@ class MBT(nn.Module):
         for i in range(self.num_layers):
             if i < self.fusion_layer:  # each modality alone
                 x = {m: self.layers[m][i](x[m]) for m in self.modalities}
-            elif bottleneck is not None:  # exchange only through the bottleneck tokens
+            elif self.num_bottlenecks > 0:  # exchange only through the bottleneck tokens
                 outs = {}
                 for m in self.modalities:
                     n = x[m].shape[1]

@@ -441,7 +441,11 @@ def summarize(model: nn.Module, input_size: InputSize, *, name: str | None = Non
     try:  # meta tensors: shapes and MACs without computing anything
         order, outputs, flops, states = _shape_pass(_meta_copy(model).eval(), input_size, "meta")
     except (NotImplementedError, RuntimeError):
-        order, outputs, flops, states = _shape_pass(copy.deepcopy(model).eval(), input_size, "cpu")
+        try:  # an op without a meta kernel, or an input the model refuses: run it for real to find out
+            order, outputs, flops, states = _shape_pass(copy.deepcopy(model).eval(), input_size, "cpu")
+        except RuntimeError as err:
+            raise ValueError(f"{name or type(model).__name__} cannot run on input {format_size(input_size)}: "
+                             f"{str(err).splitlines()[0]}") from err  # fmt: skip
     prefix = type(model).__name__
     modules = dict(model.named_modules())
     key = lambda n: f"{prefix}.{n}" if n else prefix
