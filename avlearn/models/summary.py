@@ -69,6 +69,7 @@ _POINTWISE = (
 )
 _CONV_POOL = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d,
               nn.AvgPool3d)  # fmt: skip
+_MAXPOOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
 _ADAPTIVE = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
              nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)  # fmt: skip
 
@@ -177,10 +178,6 @@ def _make_input(size: InputSize, batch_size: int, device: str | torch.device, dt
         + (0.5 if positive else 0.0)
     )
     return {k: make(s) for k, s in size.items()} if isinstance(size, dict) else make(size)
-
-
-def _call(model: nn.Module, x):
-    return model(x)
 
 
 _FLATTENS = {torch.flatten, torch.Tensor.flatten, torch.Tensor.view, torch.Tensor.reshape, torch.reshape}
@@ -329,7 +326,7 @@ def _shape_pass(model: nn.Module, size: InputSize, device: str):
             handles.append(module.register_forward_pre_hook(pre_hook(name)))
     try:
         with FlopCounterMode(display=False) as counter, FlattenTracker():
-            _call(model, x)
+            model(x)
     finally:
         for h in handles:
             h.remove()
@@ -365,23 +362,13 @@ def _gradient_rf(model: nn.Module, size: tuple[int, ...], names: list[str]) -> d
         return hook
 
     for name, module in model.named_modules():
-        if isinstance(
-            module,
-            (
-                nn.MaxPool1d,
-                nn.MaxPool2d,
-                nn.MaxPool3d,
-                nn.AdaptiveMaxPool1d,
-                nn.AdaptiveMaxPool2d,
-                nn.AdaptiveMaxPool3d,
-            ),
-        ):
+        if isinstance(module, _MAXPOOLS):
             handles.append(module.register_forward_hook(avg_instead_of_max))
         if name in wanted:
             handles.append(module.register_forward_hook(record(name)))
     x = _make_input(size, 1, "cpu", torch.float64, positive=True).requires_grad_(True)
     try:
-        _call(model, x)
+        model(x)
     finally:
         for h in handles:
             h.remove()
@@ -391,9 +378,8 @@ def _gradient_rf(model: nn.Module, size: tuple[int, ...], names: list[str]) -> d
         if t is None:
             result[name] = None
             continue
-        index = tuple(slice(None) if i == 1 else n // 2 for i, n in enumerate(t.shape)) if t.dim() > 1 else (0,)
-        if t.dim() == 2:
-            index = (t.shape[0] // 2, slice(None))
+        # the center unit along every axis but the channels (dim 1), which are summed over
+        index = tuple(slice(None) if i == 1 else n // 2 for i, n in enumerate(t.shape))
         (grad,) = torch.autograd.grad(t[index].sum(), x, retain_graph=True, allow_unused=True)
         if grad is None:
             result[name] = None
