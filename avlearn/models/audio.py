@@ -44,6 +44,7 @@ class SpecTokenizer(Encoder):
         return rearrange(x, "b d f t -> b (f t) d") + self.pos_embed
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, N, D) -> mean token (B, D) (no classifier: tokenizers feed a fusion module)."""
         return features.mean(1)
 
 
@@ -155,6 +156,7 @@ class AST(Encoder):
         return self.norm(self.blocks(x))
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, 1 + F'T', D) -> class token -> (B, num_classes) or (B, D)."""
         x = features[:, 0]
         return x if pre_logits else self.head(x)
 

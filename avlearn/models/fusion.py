@@ -141,6 +141,9 @@ class ConcatFusion(nn.Module):
 class AVClassifier(nn.Module):
     """Per-modality encoders -> tokens -> a fusion module -> per-modality embeddings -> one linear classifier.
 
+    The classifier sees the concatenated per-modality embeddings, i.e. it is the sum of one linear head per modality
+    (scenic's MBT averages per-modality logits: the same family up to a factor).
+
     Args:
         encoders: ``{modality: encoder}``; each has ``forward_tokens(x) -> (B, N, D_m)`` and ``num_features``.
         fusion: a fusion module (:class:`MBT`, :class:`ConcatFusion`) over those modalities with width ``D``.

@@ -122,6 +122,7 @@ class I3DResNet(Encoder):
         return n.layer4(n.layer3(n.layer2(n.layer1(x))))
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, D, T', H', W') -> (B, num_classes) or (B, D)."""
         x = self.net.avgpool(features).flatten(1)  # averaged over time and space
         return x if pre_logits else self.net.fc(x)
 

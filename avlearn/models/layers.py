@@ -32,9 +32,11 @@ class Encoder(nn.Module):
         return getattr(self, "_head_hidden_size", self.num_features)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Input batch -> feature map ``(B, D, *S)`` or tokens ``(B, N, D)``."""
         raise NotImplementedError
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Features -> logits ``(B, num_classes)``, or the embedding ``(B, head_hidden_size)``."""
         raise NotImplementedError
 
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,6 +47,7 @@ class Encoder(nn.Module):
         return features.flatten(2).transpose(1, 2)  # (B, D, *S) -> (B, N, D)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Input batch -> logits ``(B, num_classes)``."""
         return self.forward_head(self.forward_features(x))
 
 
@@ -88,6 +91,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, N, D)."""
         return self.fc2(self.act(self.fc1(x)))
 
 

@@ -58,6 +58,7 @@ class S3DEncoder(Encoder):
         return self.net.features(x)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, 1024, T', H', W') -> (B, num_classes) or (B, 1024)."""
         x = self.pool(features)  # (B, 1024, 1, 1, 1)
         return x.flatten(1) if pre_logits else self.net.classifier(x).flatten(1)
 
@@ -81,6 +82,7 @@ class MViTEncoder(Encoder):
         return self.net.norm(x)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, 1 + N, D) -> class token -> (B, num_classes) or (B, D)."""
         x = features[:, 0]  # class token
         return x if pre_logits else self.net.head(x)
 
@@ -100,6 +102,7 @@ class Swin3DEncoder(Encoder):
         return self.net.norm(x).permute(0, 4, 1, 2, 3)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, D, T', H', W') -> (B, num_classes) or (B, D)."""
         x = self.net.avgpool(features).flatten(1)
         return x if pre_logits else self.net.head(x)
 

@@ -71,6 +71,7 @@ class TwoStream(Encoder):
         return ((1 - self.flow_weight) * p_rgb + self.flow_weight * p_flow).clamp_min(1e-12).log()
 
     def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``{"video": (B, 3, T, H, W), "flow": (B, 2, T-1, H, W)}`` -> log-probabilities (B, num_classes)."""
         return self.forward_head(self.forward_features(x))
 
 

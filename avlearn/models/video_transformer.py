@@ -46,6 +46,7 @@ class VideoTokenizer(Encoder):
         return rearrange(x, "b d t h w -> b (t h w) d") + self.pos_embed
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, N, D) -> mean token (B, D) (no classifier: tokenizers feed a fusion module)."""
         return features.mean(1)
 
 
@@ -118,13 +119,19 @@ class TimeSformer(Encoder):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> tokens (B, 1 + T*S, D), class token first, then frames in (t h w) order."""
-        x = rearrange(self.embed(x), "b d t h w -> b t (h w) d") + self.pos_space + self.pos_time
+        x = self.embed(x)
+        if tuple(x.shape[2:]) != self.grid_size:
+            raise ValueError(
+                f"clip gives a {tuple(x.shape[2:])} patch grid, TimeSformer was built for {self.grid_size}"
+            )
+        x = rearrange(x, "b d t h w -> b t (h w) d") + self.pos_space + self.pos_time
         cls = self.cls_token.expand(x.shape[0], -1, -1)
         for block in self.blocks:
             x, cls = block(x, cls)
         return self.norm(torch.cat([cls, rearrange(x, "b t s d -> b (t s) d")], dim=1))
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, 1 + T*S, D) -> class token -> (B, num_classes) or (B, D)."""
         x = features[:, 0]
         return x if pre_logits else self.head(x)
 
@@ -174,13 +181,17 @@ class ViViT(Encoder):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> temporal tokens (B, 1 + T', D), class token first."""
         b = x.shape[0]
-        x = rearrange(self.embed(x), "b d t h w -> (b t) (h w) d")
+        x = self.embed(x)
+        if tuple(x.shape[2:]) != self.grid_size:
+            raise ValueError(f"clip gives a {tuple(x.shape[2:])} tubelet grid, ViViT was built for {self.grid_size}")
+        x = rearrange(x, "b d t h w -> (b t) (h w) d")
         x = torch.cat([self.cls_space.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_space
         frames = rearrange(self.spatial(x)[:, 0], "(b t) d -> b t d", b=b)  # per-frame class tokens
         x = torch.cat([self.cls_time.expand(b, -1, -1), frames], dim=1) + self.pos_time
         return self.temporal(x)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, 1 + T', D) -> class token -> (B, num_classes) or (B, D)."""
         x = features[:, 0]
         return x if pre_logits else self.head(x)
 
