@@ -12,18 +12,20 @@ from avlearn.models.summary import parse_size, summarize
 
 torch.set_num_threads(2)
 
-# after the second conv, and at the end (global pool), for input 3x20x64x64
+# after conv1, pool1, conv2 and the global pool, for input 3x20x64x64
 RF_TABLE = {
-    "late_fusion": ((1, 14, 14), (20, 64, 64)),
-    "early_fusion": ((20, 14, 14), (20, 64, 64)),
-    "cnn3d": ((14, 14, 14), (20, 64, 64)),
+    "late_fusion": ((1, 3, 3), (1, 6, 6), (1, 14, 14), (20, 64, 64)),
+    "early_fusion": ((20, 3, 3), (20, 6, 6), (20, 14, 14), (20, 64, 64)),
+    "cnn3d": ((3, 3, 3), (6, 6, 6), (14, 14, 14), (20, 64, 64)),
 }
 
 
 @pytest.mark.parametrize("name", sorted(RF_TABLE))
 def test_receptive_field_table(name):
     summary = summarize(create_model(name), (3, 20, 64, 64))
-    after_conv2, final = RF_TABLE[name]
+    after_conv1, after_pool1, after_conv2, final = RF_TABLE[name]
+    assert summary.row("conv1").rf == after_conv1
+    assert summary.row("pool1").rf == after_pool1
     assert summary.row("conv2").rf == after_conv2
     assert summary.row("pool").rf == final
     assert summary.rows[-1].rf == final  # the classifier sees the whole clip
