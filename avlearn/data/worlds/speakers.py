@@ -26,7 +26,7 @@ from scipy.signal import lfilter, resample_poly
 
 from avlearn.data.worlds import common
 from avlearn.data.worlds.common import RenderedClip, WorldConfig
-from avlearn.data.worlds.speech import espeak, viseme
+from avlearn.data.worlds.speech import SpeechRequest, synthesize, viseme
 
 NAME = "speakers"
 DEFAULT_DURATION = 2.0
@@ -101,8 +101,8 @@ def sentence(rng: np.random.Generator, vocab: dict[str, list]) -> str:
 
 
 def prepare(config: WorldConfig) -> None:
-    """Checks that espeak-ng works (each worker loads its own copy)."""
-    espeak()
+    """Checks that espeak-ng works and knows a voice of every split (in a child process, as rendering does)."""
+    synthesize([SpeechRequest("ok", f"en-us+{voices(s)[0]}") for s in common.SPLITS])
 
 
 # -------------------------------------------------------------------------------------------------- faces
@@ -209,7 +209,6 @@ def render(index: int, seed: int, split: str, config: WorldConfig) -> RenderedCl
     size, fps, sr = config.size, config.fps, config.sample_rate
     num_frames, num_samples = int(round(duration * fps)), int(round(duration * sr))
     vocab, voice_pool = vocabulary(split), voices(split)
-    tts = espeak()
 
     num_faces = int(rng.choice([1, 2, 3], p=[0.3, 0.45, 0.25]))
     # Listeners: in multi-face clips, a face may stay silent; at least one face speaks.
@@ -223,25 +222,44 @@ def render(index: int, seed: int, split: str, config: WorldConfig) -> RenderedCl
     frame_times = np.arange(num_frames) / fps
     variant_draw = rng.choice(len(voice_pool), size=num_faces, replace=False)
 
+    # Draw every face's plan first, then synthesize all its speech in one deterministic batch.
+    max_sentences = int(duration / 0.7) + 2
+    plans = []
+    for k in range(num_faces):
+        plan = {
+            "face": _random_face(rng),
+            "voice": f"{rng.choice(ACCENTS)}+{voice_pool[variant_draw[k]]}",
+            "wpm": int(rng.integers(140, 200)),
+            "pitch": int(rng.integers(25, 75)),
+            "prange": int(rng.integers(30, 80)),
+            "t0": float(rng.uniform(0.0, 0.35)),
+            "texts": [sentence(rng, vocab) for _ in range(max_sentences)] if speaking[k] else [],
+            "gains": rng.uniform(0.5, 0.9, max_sentences),
+            "pauses": rng.uniform(0.25, 0.8, max_sentences),
+        }
+        plans.append(plan)
+    requests = [SpeechRequest(t, p["voice"], p["wpm"], p["pitch"], p["prange"]) for p in plans for t in p["texts"]]
+    utterances = iter(synthesize(requests))
+
     faces, stems, sources = [], {}, []
     rate = 200.0  # Hz of the mouth tracks
-    for k in range(num_faces):
-        face = _random_face(rng)
-        voice = f"{rng.choice(ACCENTS)}+{voice_pool[variant_draw[k]]}"
-        wpm, pitch, prange = int(rng.integers(140, 200)), int(rng.integers(25, 75)), int(rng.integers(30, 80))
+    for k, plan in enumerate(plans):
+        face, voice = plan["face"], plan["voice"]
+        wpm, pitch, prange = plan["wpm"], plan["pitch"], plan["prange"]
         stem = np.zeros(num_samples, np.float32)
         phonemes, words, texts = [], [], []
-        t = float(rng.uniform(0.0, 0.35))
-        while speaking[k] and t < duration - 0.3:
-            text = sentence(rng, vocab)
-            utt = tts.synth(text, voice, rate=wpm, pitch=pitch, pitch_range=prange)
+        t = plan["t0"]
+        for j, text in enumerate(plan["texts"]):
+            utt = next(utterances)  # consumed even when unused, so the iterator stays in step
+            if t >= duration - 0.3:
+                continue
             wave = resample_poly(utt.wave, sr, utt.sample_rate).astype(np.float32)
             wave /= max(float(np.abs(wave).max()), 1e-6)
-            common.place(stem, wave * float(rng.uniform(0.5, 0.9)), int(round(t * sr)))
+            common.place(stem, wave * float(plan["gains"][j]), int(round(t * sr)))
             phonemes += [(round(t + s, 4), round(t + e, 4), p) for s, e, p in utt.phonemes if t + s < duration]
             words += [(round(t + s, 4), round(t + e, 4), w) for s, e, w in utt.words if t + s < duration]
             texts.append(text)
-            t += len(wave) / sr + float(rng.uniform(0.25, 0.8))
+            t += len(wave) / sr + float(plan["pauses"][j])
         fade = int(0.02 * sr)
         stem[-fade:] *= np.linspace(1, 0, fade, dtype=np.float32)  # no click where the clip cuts a sentence
         if speaking[k]:

@@ -2,13 +2,19 @@
 
 espeak-ng reports, while it synthesizes, an event at the start of every phoneme and every word with its
 position in the audio, so the phoneme timeline is the one the waveform was made from (no alignment step).
-The library is called in-process (about 10 ms per sentence); each worker process initializes its own copy.
+
+Determinism: espeak-ng keeps synthesis state (noise generator, filter memories) from one utterance to the
+next, so the same sentence sounds slightly different depending on what was said before in the process.
+:func:`synthesize` therefore runs each batch of utterances in a freshly forked child that initializes the
+library itself: a clip's speech depends only on that clip's requests (about 15 ms of overhead per batch).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
+import pickle
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,11 +123,61 @@ _INSTANCE: Espeak | None = None
 
 
 def espeak() -> Espeak:
-    """The process's espeak-ng handle (created on first use)."""
+    """The process's espeak-ng handle (created on first use). Prefer :func:`synthesize`, which is deterministic."""
     global _INSTANCE
     if _INSTANCE is None:
         _INSTANCE = Espeak()
     return _INSTANCE
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    text: str
+    voice: str
+    rate: int = 170
+    pitch: int = 50
+    pitch_range: int = 50
+
+
+def _synthesize_here(requests: list[SpeechRequest]) -> list[Utterance]:
+    ctypes.CDLL(None).srand(1)  # espeak-ng draws its noise from libc rand()
+    tts = espeak()
+    return [tts.synth(r.text, r.voice, rate=r.rate, pitch=r.pitch, pitch_range=r.pitch_range) for r in requests]
+
+
+def synthesize(requests: list[SpeechRequest]) -> list[Utterance]:
+    """Synthesizes ``requests`` in order in a fresh child process, so the result depends only on them.
+
+    Raises:
+        FileNotFoundError: libespeak-ng is missing.
+        ValueError: an unknown voice.
+    """
+    if not hasattr(os, "fork"):  # no fork (Windows): in-process, deterministic only for a fresh process
+        return _synthesize_here(requests)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns
+        code = 0
+        try:
+            os.close(read_fd)
+            try:
+                payload = pickle.dumps(("ok", _synthesize_here(requests)))
+            except BaseException as err:  # report it to the parent
+                payload, code = pickle.dumps(("error", err)), 1
+            with os.fdopen(write_fd, "wb") as f:
+                f.write(payload)
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as f:
+        payload = f.read()
+    os.waitpid(pid, 0)
+    if not payload:
+        raise RuntimeError("the espeak-ng child process died without an answer")
+    status, value = pickle.loads(payload)
+    if status == "error":
+        raise value
+    return value
 
 
 # espeak-ng phoneme name -> (mouth opening 0-1, mouth width 0.5-1.2): a small viseme table.
