@@ -294,8 +294,24 @@ def test_actions_default_duration_is_untrimmed():
 def test_cli_writes_world_and_contact_sheet(tmp_path):
     from avlearn.cli import main
 
-    code = main(["synth", "speakers", "--out", str(tmp_path), "--num-clips", "1", "--duration", "1",
-                 "--workers", "0", "--split", "val", "--contact-sheet", "--quiet"])  # fmt: skip
+    code = main(
+        [
+            "synth",
+            "speakers",
+            "--out",
+            str(tmp_path),
+            "--num-clips",
+            "1",
+            "--duration",
+            "1",
+            "--workers",
+            "0",
+            "--split",
+            "val",
+            "--contact-sheet",
+            "--quiet",
+        ]
+    )
     assert code == 0
     assert (tmp_path / "val.jsonl").is_file() and (tmp_path / "val" / "000000.mp4").is_file()
     import cv2

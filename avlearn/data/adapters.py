@@ -78,7 +78,8 @@ def _duration(path: Path) -> float:
 
 
 def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+    """Seconds as download scripts write them in file names: ``30`` or ``93.566667``."""
+    return str(int(x)) if float(x).is_integer() else f"{x:.6f}".rstrip("0").rstrip(".")
 
 
 def _segment_row(path: Path, whole_video: bool, start: float, end: float, **fields: Any) -> dict[str, Any]:

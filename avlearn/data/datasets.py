@@ -268,9 +268,12 @@ class ManifestDataset(torch.utils.data.Dataset):
                 continue
             info = soundfile.info(src["stem"])
             wav, sr = soundfile.read(
-                src["stem"], start=int(round(start * info.samplerate)), frames=int(round(duration * info.samplerate)),
-                dtype="float32", always_2d=True,
-            )  # fmt: skip
+                src["stem"],
+                start=int(round(start * info.samplerate)),
+                frames=int(round(duration * info.samplerate)),
+                dtype="float32",
+                always_2d=True,
+            )
             wav = torch.from_numpy(wav.mean(axis=1))
             if sr != self.sample_rate:
                 import torchaudio
