@@ -1,0 +1,73 @@
+"""``avlearn fit -c RECIPE.yaml``: training through LightningCLI, plus the export of weights as data.
+
+LightningCLI parses the recipe (one YAML file naming the task, the data module and the trainer), saves the
+resolved config beside the logs, and runs ``Trainer.fit``; ``--ckpt_path last`` resumes a killed run from
+its last Lightning checkpoint (model, optimizer, scheduler and loop state). :class:`ExportWeights` writes
+the model as safetensors + JSON (``weights/best`` and ``weights/last``) after each validation: those files
+are what inference loads, with no pickle involved.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+
+from avlearn.models.weights import save_weights
+
+
+class ExportWeights(L.Callback):
+    """After each validation, saves ``weights/last`` and, when ``monitor`` improves, ``weights/best``.
+
+    The task must expose ``net`` (the registered model) and ``export_info()`` (model name, arguments, task
+    and preprocessing).
+
+    Args:
+        monitor: logged metric deciding "best".
+        mode: ``"max"`` or ``"min"``.
+    """
+
+    def __init__(self, monitor: str = "val/acc", mode: str = "max"):
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.monitor, self.mode = monitor, mode
+        self.best = -math.inf if mode == "max" else math.inf
+
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = state["best"]
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
+        if not trainer.is_global_zero:
+            return
+        folder = Path(log_dir or trainer.default_root_dir) / "weights"
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        meta = {"epoch": trainer.current_epoch, "global_step": trainer.global_step, "metrics": metrics}
+        info = pl_module.export_info()
+        save_weights(folder / "last", pl_module.net, **info, meta=meta)
+        value = metrics.get(self.monitor)
+        if value is not None and (value > self.best if self.mode == "max" else value < self.best):
+            self.best = value
+            save_weights(folder / "best", pl_module.net, **info, meta=meta)
+
+
+def fit_main(argv: list[str]) -> int:
+    """Runs ``LightningCLI`` in fit mode with the recipe's task and data module."""
+    from lightning.pytorch.cli import LightningCLI
+
+    LightningCLI(
+        L.LightningModule,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=["fit", *argv],
+        save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,
+    )
+    return 0
