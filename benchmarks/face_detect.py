@@ -2,8 +2,8 @@
 
     python benchmarks/face_detect.py --num-clips 100 --seed 0
 
-Renders the clips (or reuses --out if its test.jsonl already holds them), decodes every frame of the
-mp4 files and runs ``haarcascade_frontalface_default.xml`` with OpenCV's default settings.
+Renders the clips into --out, decodes every frame of the mp4 files and runs
+``haarcascade_frontalface_default.xml`` with OpenCV's default settings.
 """
 
 from __future__ import annotations
@@ -25,11 +25,8 @@ def main() -> None:
     parser.add_argument("--out", default="out/bench/speakers")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    manifest = Path(args.out) / f"{args.split}.jsonl"
-    rows = read_manifest(manifest) if manifest.exists() else []
-    if len(rows) < args.num_clips or any(r["meta"]["seed"] != args.seed for r in rows):
-        rows = synthesize("speakers", args.out, args.num_clips, seed=args.seed, split=args.split, workers=args.workers)
-        rows = read_manifest(manifest)
+    synthesize("speakers", args.out, args.num_clips, seed=args.seed, split=args.split, workers=args.workers)
+    rows = read_manifest(Path(args.out) / f"{args.split}.jsonl")
     t0 = time.perf_counter()
     stats = face_hit_rate(rows[: args.num_clips])
     print(
