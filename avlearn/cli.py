@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("avlearn.demo", "read a window of a clip and write a contact sheet PNG and its audio"),
     "summary": ("avlearn.models.summary", "per-layer output size, receptive field and MACs of a model"),
     "synth": ("avlearn.data.synth", "render a synthetic audio-visual world to mp4 files and a manifest"),
+    "sync-offset": ("avlearn.pipelines.sync_offset", "estimate how far a clip's audio is out of sync (ms)"),
 }
 
 
@@ -45,10 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     from avlearn.io.errors import MediaError
+    from avlearn.models.weights import CheckpointError
 
     try:
         return int(module.run(args) or 0)
-    except MediaError as err:  # a user's bad file: one clear line, no traceback
+    except (MediaError, CheckpointError) as err:  # a user's bad file: one clear line, no traceback
         print(f"avlearn {name}: error: {err}", file=sys.stderr)
         return 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -88,3 +89,40 @@ def test_ddp_two_cpu_processes_keep_identical_replicas(world, tmp_path):
         torch.testing.assert_close(r0[key], r1[key], rtol=0, atol=0, msg=key)
     start = load_file(str(tmp_path / "replicas" / "rank0_start.safetensors"))
     assert any(not torch.equal(start[k], r0[k]) for k in r0)  # they trained, and stayed in step
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(world, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    assert main(["fit", *_args(world, run, "--trainer.max_epochs", "1")]) == 0
+    return next(run.glob("**/weights/last.safetensors"))
+
+
+def test_sync_offset_cli_reports_windows_and_clip(world, tiny_checkpoint, capsys):
+    clip = sorted((world / "val").glob("*.mp4"))[0]
+    assert main(["sync-offset", str(clip), "--checkpoint", str(tiny_checkpoint), "--max-frames", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "window start" in out and "confidence" in out and "ms" in out.splitlines()[-1]
+    assert main(["sync-offset", str(clip), "--checkpoint", str(tiny_checkpoint), "--max-frames", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["windows"]) >= 2 and result["frame_ms"] == 40.0
+    assert abs(result["offset_ms"]) <= 120 and 0 < result["confidence"] <= 1
+
+
+def test_sync_offset_bad_input(world, tiny_checkpoint, tmp_path, capsys):
+    from avlearn.io import write_video
+
+    write_video(tmp_path / "short.mp4", torch.zeros(3, 10, 32, 32, dtype=torch.uint8), 25, torch.zeros(1, 6400), 16000)
+    silent = write_video(tmp_path / "silent.mp4", torch.zeros(3, 75, 32, 32, dtype=torch.uint8), 25)
+    ck = str(tiny_checkpoint)
+    assert main(["sync-offset", str(tmp_path / "short.mp4"), "--checkpoint", ck]) == 1
+    assert "needs at least" in capsys.readouterr().err
+    assert main(["sync-offset", str(silent), "--checkpoint", ck]) == 1
+    assert "no audio stream" in capsys.readouterr().err
+    other = tmp_path / "other"
+    from avlearn.models import create_model
+    from avlearn.models.weights import save_weights
+
+    save_weights(other, create_model("c3d_tiny"), model_name="c3d_tiny", task="classify")
+    assert main(["sync-offset", str(sorted((world / "val").glob("*.mp4"))[0]), "--checkpoint", str(other)]) == 1
+    assert "'classify' model" in capsys.readouterr().err

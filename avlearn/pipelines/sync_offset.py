@@ -1,0 +1,158 @@
+"""``avlearn sync-offset CLIP``: how far is a clip's audio out of sync with its picture?
+
+The clip is cut into overlapping windows; in each, the sync model scores the audio at every candidate
+offset of whole video frames (±15 frames, as SyncNet searches), giving a distribution over offsets per
+window. The whole-clip estimate multiplies the windows' distributions (sums their log-probabilities),
+so confident windows outvote ambiguous ones (silence, a still picture).
+
+Sign: a positive offset means the audio lags the picture (it is heard late, "behind"); negative means it
+is heard early ("ahead"). Shifting a clip's audio later by 200 ms should read +200 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from avlearn.io import ClipRangeError, probe, read_clip
+from avlearn.models.weights import load_weights
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "sync_speakers"
+
+
+@dataclass
+class WindowOffset:
+    start: float
+    offset_ms: float
+    confidence: float
+
+
+@dataclass
+class OffsetResult:
+    path: str
+    offset_ms: float
+    confidence: float
+    frame_ms: float
+    windows: list[WindowOffset]
+    checkpoint: str
+
+
+def _scorer(checkpoint: str | Path):
+    from avlearn.tasks.sync import SyncTask
+
+    net, doc = load_weights(checkpoint, task="sync")
+    pre = doc["preprocessing"]
+    task = SyncTask(
+        model=doc["model"], model_args=doc["model_args"], sample_rate=pre["sample_rate"], n_mels=pre["n_mels"]
+    )
+    task.net = net
+    return task.eval(), pre
+
+
+@torch.no_grad()
+def sync_offset(
+    path: str | Path,
+    checkpoint: str | Path = DEFAULT_CHECKPOINT,
+    *,
+    hop: float | None = None,
+    max_frames: int = 15,
+    shift_audio_ms: float = 0.0,
+    batch_size: int = 16,
+) -> OffsetResult:
+    """Estimates the audio-visual offset of a clip, per window and overall.
+
+    Args:
+        path: media file with video and audio.
+        checkpoint: a ``sync`` checkpoint (NAME.safetensors + NAME.json).
+        hop: seconds between window starts (default: half the model's window).
+        max_frames: search offsets of ``-max_frames .. +max_frames`` video frames.
+        shift_audio_ms: delay the audio by this much before estimating (to test the tool on a clip known
+            to be in sync; negative advances it).
+        batch_size: windows scored together.
+
+    Raises:
+        MediaError: unreadable file, no audio or no video.
+        ClipRangeError: the clip is shorter than one window plus the search margin on both sides.
+        CheckpointError: missing checkpoint, or one trained for another task.
+    """
+    from avlearn.tasks.sync import estimate_offset
+
+    task, pre = _scorer(checkpoint)
+    fps, sr, window = pre["fps"], pre["sample_rate"], pre["window"]
+    info = probe(path)
+    margin = max_frames / fps + abs(shift_audio_ms) / 1000.0
+    need = window + 2 * margin
+    if info.duration < need:
+        raise ClipRangeError(
+            path,
+            f"the clip is {info.duration:.2f} s long; sync-offset needs at least {need:.2f} s "
+            f"(a {window:.2f} s window plus {margin:.2f} s of audio on each side for the offset search)",
+        )
+    clip = read_clip(path, 0.0, info.duration, fps=fps, size=(pre["size"], pre["size"]), sample_rate=sr)
+    frames = clip.video.permute(1, 2, 3, 0)  # (C, T, H, W) -> (T, H, W, C)
+    audio = clip.audio[0]
+    if shift_audio_ms:
+        n = round(shift_audio_ms / 1000 * sr)
+        audio = torch.roll(audio, n)
+        audio[:n] = 0 if n > 0 else audio[:n]
+        if n < 0:
+            audio[n:] = 0
+    num_frames, num_samples = round(window * fps), round(window * sr)
+    pad = math.ceil(margin * sr)
+    padded = torch.nn.functional.pad(audio, (pad, pad))
+    hop = hop or window / 2
+    first, last = margin, clip.valid_duration - margin - window
+    starts = [first + k * hop for k in range(int((last - first) / hop + 1e-9) + 1)]
+    windows, total = [], None
+    for i in range(0, len(starts), batch_size):
+        chunk = starts[i : i + batch_size]
+        f0 = [round(s * fps) for s in chunk]
+        vids = torch.stack([frames[f : f + num_frames] for f in f0])
+        auds = torch.stack([padded[round(f / fps * sr) : round(f / fps * sr) + num_samples + 2 * pad] for f in f0])
+        offsets, logp = estimate_offset(task, vids, auds, pad, fps, sr, max_frames)
+        total = logp.sum(0) if total is None else total + logp.sum(0)
+        for f, lp in zip(f0, logp):
+            k = int(lp.argmax())
+            windows.append(WindowOffset(f / fps, float(offsets[k] * 1000), float(lp[k].exp())))
+    posterior = total.log_softmax(0)
+    k = int(posterior.argmax())
+    return OffsetResult(
+        str(path), float(offsets[k] * 1000), float(posterior[k].exp()), 1000 / fps, windows, str(checkpoint)
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("clip", help="video file with audio")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="sync checkpoint (default: shipped)")
+    parser.add_argument("--hop", type=float, default=None, help="seconds between windows (default: half a window)")
+    parser.add_argument("--max-frames", type=int, default=15, help="search +- this many video frames (default 15)")
+    parser.add_argument("--shift-audio-ms", type=float, default=0.0, help="delay the audio first (a self-test)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _describe(ms: float, frame_ms: float) -> str:
+    if abs(ms) < frame_ms / 2:
+        return "in sync"
+    return f"audio {'behind (late)' if ms > 0 else 'ahead (early)'} by {abs(ms):.0f} ms"
+
+
+def run(args: argparse.Namespace) -> int:
+    result = sync_offset(
+        args.clip, args.checkpoint, hop=args.hop, max_frames=args.max_frames, shift_audio_ms=args.shift_audio_ms
+    )
+    if args.json:
+        print(json.dumps(asdict(result)))
+        return 0
+    print(f"{'window start (s)':>16} {'offset (ms)':>12} {'confidence':>11}")
+    for w in result.windows:
+        print(f"{w.start:>16.2f} {w.offset_ms:>+12.0f} {w.confidence:>11.2f}")
+    print(
+        f"{result.path}: {result.offset_ms:+.0f} ms ({_describe(result.offset_ms, result.frame_ms)}), "
+        f"confidence {result.confidence:.2f}, over {len(result.windows)} windows"
+    )
+    return 0
