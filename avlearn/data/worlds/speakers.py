@@ -1,7 +1,8 @@
 """The ``speakers`` world: 1-3 talking faces, each with its own synthetic voice and random sentences.
 
-Speech comes from espeak-ng (many voices: 8 English accents x 60 voice variants, with pitch and speed
-drawn per clip) together with its phoneme timeline; each face's mouth follows its own phonemes through a
+Speech comes from espeak-ng (8 English accents x 60 voice variants) and, for about 30% of the faces, from
+flite's more natural voices (kal16, rms, slt, awb), with pitch and speed drawn per clip, together with the
+phoneme timeline each synthesizer reports; each face's mouth follows its own phonemes through a
 viseme table (opening and width per phoneme, smoothed like a real mouth), with head motion and blinks.
 Some faces do not speak in a clip (listeners: their mouths make small idle movements).
 
@@ -9,8 +10,9 @@ Why both modalities are needed: which face is talking, and which voice belongs t
 known by matching mouth motion to the speech; the audio-visual offset is identifiable because the mouth's
 opening follows the irregular syllable rhythm of the speech.
 
-Held-out identities: voice variants and words are split by a fixed hash into train / val / test
-(about 70 / 15 / 15%); a test clip uses only test voices and sentences built only from test words.
+Held-out identities: espeak-ng voice variants and words are split by a fixed hash into train / val / test
+(about 70 / 15 / 15%), flite voices by hand (awb is test-only); a test clip uses only test voices and
+sentences built only from test words.
 
 The faces are drawn to be found by OpenCV's frontal Haar cascade (see ``benchmarks/face_detect.py``):
 dim eye whites, dark brows and a skin-coloured face without hard inner edges.
@@ -78,9 +80,20 @@ def vocabulary(split: str) -> dict[str, list]:
     }
 
 
+# flite's natural-sounding voices, held out by hand: slt is the only female one, so it stays in train; awb is
+# test-only; val has none.
+FLITE_SPLITS = {"kal16": "train", "rms": "train", "slt": "train", "awb": "test"}
+FLITE_RATE = 0.3  # share of faces that speak with a flite voice, where the split has one
+
+
 def voices(split: str) -> list[str]:
-    """Voice variants of a split (held out by variant: a test variant is never heard in training)."""
+    """espeak-ng voice variants of a split (held out by variant: a test variant is never heard in training)."""
     return [v for v in VARIANTS if common.split_of(("voice", v)) == split]
+
+
+def flite_voices(split: str) -> list[str]:
+    """flite voices of a split, as ``flite:NAME``."""
+    return [f"flite:{v}" for v, s in FLITE_SPLITS.items() if s == split]
 
 
 def sentence(rng: np.random.Generator, vocab: dict[str, list]) -> str:
@@ -101,8 +114,9 @@ def sentence(rng: np.random.Generator, vocab: dict[str, list]) -> str:
 
 
 def prepare(config: WorldConfig) -> None:
-    """Checks that espeak-ng works and knows a voice of every split (in a child process, as rendering does)."""
-    synthesize([SpeechRequest("ok", f"en-us+{voices(s)[0]}") for s in common.SPLITS])
+    """Checks that espeak-ng and flite work and know the voices (in a child process, as rendering does)."""
+    requests = [SpeechRequest("ok", f"en-us+{voices(s)[0]}") for s in common.SPLITS]
+    synthesize(requests + [SpeechRequest("ok", v) for v in flite_voices("train") + flite_voices("test")])
 
 
 # -------------------------------------------------------------------------------------------------- faces
@@ -221,6 +235,12 @@ def render(index: int, seed: int, split: str, config: WorldConfig) -> RenderedCl
     slot_x = (np.arange(num_faces) + 0.5) / num_faces * size
     frame_times = np.arange(num_frames) / fps
     variant_draw = rng.choice(len(voice_pool), size=num_faces, replace=False)
+    flite_pool = flite_voices(split)
+    flite_draw = rng.choice(len(flite_pool), size=num_faces) if flite_pool else [0] * num_faces
+    use_flite = (rng.uniform(0, 1, num_faces) < FLITE_RATE) & bool(flite_pool)
+    for k in range(num_faces):  # never the same flite voice twice in a clip
+        if use_flite[k] and any(use_flite[j] and flite_draw[j] == flite_draw[k] for j in range(k)):
+            use_flite[k] = False
 
     # Draw every face's plan first, then synthesize all its speech in one deterministic batch.
     max_sentences = int(duration / 0.7) + 2
@@ -228,7 +248,9 @@ def render(index: int, seed: int, split: str, config: WorldConfig) -> RenderedCl
     for k in range(num_faces):
         plan = {
             "face": _random_face(rng),
-            "voice": f"{rng.choice(ACCENTS)}+{voice_pool[variant_draw[k]]}",
+            "voice": flite_pool[flite_draw[k]]
+            if use_flite[k]
+            else f"{rng.choice(ACCENTS)}+{voice_pool[variant_draw[k]]}",
             "wpm": int(rng.integers(140, 200)),
             "pitch": int(rng.integers(25, 75)),
             "prange": int(rng.integers(30, 80)),

@@ -1,4 +1,5 @@
-"""Speech with its phoneme timeline, from the espeak-ng library (``libespeak-ng.so.1``) through ctypes.
+"""Speech with its phoneme timeline, from the espeak-ng library (``libespeak-ng.so.1``) through ctypes, or
+from the ``flite`` program (voice names ``flite:NAME``), which prints each phone with its end time.
 
 espeak-ng reports, while it synthesizes, an event at the start of every phoneme and every word with its
 position in the audio, so the phoneme timeline is the one the waveform was made from (no alignment step).
@@ -139,10 +140,50 @@ class SpeechRequest:
     pitch_range: int = 50
 
 
+# flite's voices (Debian package flite) and their natural mean f0 in Hz, scaled by a request's pitch.
+FLITE_VOICES = {"kal16": 105.0, "awb": 125.0, "rms": 100.0, "slt": 170.0}
+
+
+def flite_synth(text: str, voice: str, *, rate: int = 170, pitch: int = 50) -> Utterance:
+    """Synthesizes ``text`` with the flite voice ``voice`` (a key of ``FLITE_VOICES``) via the ``flite`` program.
+
+    flite prints each phone (CMU ARPAbet, ``pau`` = pause) with its end time; ``rate`` (words per minute,
+    170 = natural) stretches durations and ``pitch`` 0-100 scales the voice's mean f0 by 0.8-1.2.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    import soundfile
+
+    if voice not in FLITE_VOICES:
+        raise ValueError(f"flite has no voice {voice!r}; choose one of {', '.join(FLITE_VOICES)}")
+    if shutil.which("flite") is None:
+        raise FileNotFoundError("flite is not installed; run `apt-get install flite` (scripts/system-deps.sh)")
+    f0 = FLITE_VOICES[voice] * (0.8 + 0.4 * pitch / 100)
+    with tempfile.TemporaryDirectory(prefix="avlearn-flite-") as tmp:
+        wav_path = os.path.join(tmp, "speech.wav")
+        cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={170 / rate:.3f}"]
+        cmd += ["--setf", f"int_f0_target_mean={f0:.1f}", "-psdur", "-t", text, "-o", wav_path]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        wave, sample_rate = soundfile.read(wav_path, dtype="float32")
+    phonemes, start = [], 0.0
+    for item in out.split():
+        name, _, end = item.rpartition(":")
+        phonemes.append((start, float(end), "_" if name == "pau" else name))
+        start = float(end)
+    return Utterance(wave=wave, sample_rate=int(sample_rate), phonemes=phonemes, words=[])
+
+
 def _synthesize_here(requests: list[SpeechRequest]) -> list[Utterance]:
     ctypes.CDLL(None).srand(1)  # espeak-ng draws its noise from libc rand()
-    tts = espeak()
-    return [tts.synth(r.text, r.voice, rate=r.rate, pitch=r.pitch, pitch_range=r.pitch_range) for r in requests]
+    out = []
+    for r in requests:
+        if r.voice.startswith("flite:"):
+            out.append(flite_synth(r.text, r.voice.split(":", 1)[1], rate=r.rate, pitch=r.pitch))
+        else:
+            out.append(espeak().synth(r.text, r.voice, rate=r.rate, pitch=r.pitch, pitch_range=r.pitch_range))
+    return out
 
 
 def synthesize(requests: list[SpeechRequest]) -> list[Utterance]:
@@ -186,6 +227,10 @@ _LABIODENTAL = set("fv")
 _ROUNDED = {"u:", "U", "w", "oU", "O:", "O", "O@", "u@", "U@", "aU", "OI", "o@"}
 _OPEN = {"a", "a:", "A:", "aI", "aI@", "aU", "A@", "0", "V", "a#", "aa", "e@", "A"}
 _MID = {"e", "E", "eI", "@", "3:", "3", "@2", "@5", "@L", "I", "I2", "i", "i:", "i@", "I#", "e#", "E2", "E@"}
+# flite's CMU ARPAbet phones (lower case)
+_ROUNDED |= {"uw", "uh", "ow", "ao", "aw", "oy"}
+_OPEN |= {"aa", "ae", "ah", "ay"}
+_MID |= {"eh", "ey", "ih", "iy", "ax", "er", "axr"}
 
 
 def viseme(phoneme: str) -> tuple[float, float]:
@@ -203,6 +248,8 @@ def viseme(phoneme: str) -> tuple[float, float]:
         return 0.5, 0.6
     if p in _MID:
         return 0.6, 1.1
+    if p in ("w", "r"):
+        return 0.3, 0.6
     if p[0] in "aAeEiIoOuUV03@":
         return 0.6, 1.0
     return 0.25, 0.95  # other consonants: teeth nearly together
