@@ -14,8 +14,10 @@ import torch
 from avlearn.data import (
     ManifestDataset,
     ManifestError,
+    MixDataset,
     RandomClipSampler,
     SlidingWindowSampler,
+    SyncOffsetDataset,
     UniformClipSampler,
     adapters,
     collate,
@@ -205,6 +207,38 @@ def test_dataset_segments_frame_labels(tmp_path):
     first, second = ds[0], ds[1]
     assert first["frame_label"].tolist() == [-1] * 25 + [1] * 25
     assert second["segments"].tolist() == [[0.0, 1.0, 1.5]]
+
+
+def test_sync_offset_dataset(tmp_path):
+    """Audio is read from start + offset: checked on a tone whose loudness rises linearly over the clip."""
+    seconds = 4.0
+    t = int(seconds * FPS)
+    video = np.zeros((3, t, 16, 16), np.uint8)
+    time = np.arange(int(seconds * SR)) / SR
+    audio = (0.8 * time / seconds * np.sin(2 * np.pi * 500 * time))[None].astype(np.float32)
+    write_video(tmp_path / "ramp.mp4", video, FPS, audio, SR)
+    rows = [{"path": str(tmp_path / "ramp.mp4"), "start": 0.0, "end": seconds}]
+    ds = SyncOffsetDataset(rows * 12, duration=1.0, max_offset=2.0, min_offset=0.5, negative_rate=0.5)
+    labels = []
+    for i in range(len(ds)):
+        item = ds[i]
+        offset, start = float(item["offset"]), item["start"]
+        assert item["video"].shape == (3, 25, 16, 16) and item["audio"].shape == (1, SR)
+        assert (offset == 0) == (item["label"].item() == 1.0) and (offset == 0 or 0.5 <= abs(offset) <= 2.0)
+        assert 0 <= start + offset and start + offset + 1.0 <= seconds + 1e-6
+        first = item["audio"][0, :800].abs().max().item()  # peak of the first 50 ms ~ 0.8 * t / seconds
+        assert first == pytest.approx(0.8 * (start + offset + 0.05) / seconds, abs=0.05)
+        labels.append(item["label"].item())
+    assert 0 < sum(labels) < len(labels)
+
+
+def test_mix_dataset(clips):
+    base = ManifestDataset(clips / "m.jsonl", clip_sampler=UniformClipSampler(1.0))
+    mixed = MixDataset(base, num_mix=3)
+    item = mixed[1]
+    assert item["sources"].shape == (3, SR) and item["mix"].shape == (1, SR)
+    assert torch.allclose(item["mix"][0], item["sources"].sum(0)) and item["video"].shape == (3, 3, 25, 32, 32)
+    assert item["index"][0] == 1 and len(set(item["index"].tolist())) == 3 and item["label"].shape == (3,)
 
 
 # ------------------------------------------------------------------------------------------------ adapters

@@ -6,8 +6,10 @@ ds = ManifestDataset("data/speakers/train.jsonl", clip_sampler=RandomClipSampler
 
 from avlearn.data.datasets import (
     ManifestDataset,
+    MixDataset,
     RandomClipSampler,
     SlidingWindowSampler,
+    SyncOffsetDataset,
     UniformClipSampler,
     collate,
 )
@@ -24,8 +26,10 @@ from avlearn.data.manifest import (
 __all__ = [
     "ManifestDataset",
     "ManifestError",
+    "MixDataset",
     "RandomClipSampler",
     "SlidingWindowSampler",
+    "SyncOffsetDataset",
     "UniformClipSampler",
     "collate",
     "label_vocabulary",

@@ -20,6 +20,9 @@ Which windows exist is decided by a clip sampler: :class:`RandomClipSampler` (on
 epoch), :class:`UniformClipSampler` (n evenly spaced windows per row), :class:`SlidingWindowSampler`
 (every ``stride`` seconds). Without one, an item is the whole row.
 
+Two wrappers build training pairs: :class:`SyncOffsetDataset` (video with aligned or time-shifted audio,
+for synchronization) and :class:`MixDataset` (mix-and-separate: the audio of N items summed).
+
 Missing or unreadable files never stop an epoch: rows whose file is missing are dropped when the dataset
 is built (``dataset.num_missing`` counts them, a warning names the first few), and a file that fails to
 decode at run time is reported once and replaced by the next readable item (``dataset.num_failed`` counts
@@ -322,3 +325,113 @@ def collate(batch: list[Sample]) -> Sample:
         else:
             out[key] = values
     return out
+
+
+class SyncOffsetDataset(ManifestDataset):
+    """Video windows with their audio either aligned or shifted in time, for synchronization training.
+
+    Each item reads ``duration`` s of video from a random start and ``duration`` s of audio from
+    ``start + offset``. With probability ``1 - negative_rate`` the offset is 0 (``label`` 1); otherwise it is
+    drawn uniformly with ``min_offset <= |offset| <= max_offset`` (``label`` 0), shrunk when the row is too
+    short for it (the audio window always lies inside the row). Owens & Efros (2018) shifted 4.2 s clips by
+    2-6 s with wrap-around; here shifts stay inside the clip, so scale them to its length.
+
+    Sample keys: ``video``, ``audio``, ``video_valid``, ``audio_valid``, ``offset`` (float seconds, audio
+    relative to video), ``label`` (float 1 = in sync), ``start``, ``index``, ``id``, ``path``.
+
+    Args:
+        manifest: manifest path or rows.
+        duration: window length in seconds.
+        max_offset: largest shift of a negative, seconds.
+        min_offset: smallest shift of a negative, seconds (keep it well outside the sync tolerance).
+        negative_rate: fraction of shifted items.
+        **kwargs: ``fps``, ``size``, ``sample_rate``, ``transform``, ``check_files``, ``max_retries`` as in
+            :class:`ManifestDataset`.
+    """
+
+    def __init__(
+        self,
+        manifest: str | os.PathLike | Sequence[dict[str, Any]],
+        *,
+        duration: float,
+        max_offset: float,
+        min_offset: float = 0.0,
+        negative_rate: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
+        if not 0 <= min_offset <= max_offset:
+            raise ValueError(f"need 0 <= min_offset <= max_offset, got {min_offset} and {max_offset}")
+        if not 0 <= negative_rate <= 1:
+            raise ValueError(f"negative_rate must be in [0, 1], got {negative_rate}")
+        super().__init__(manifest, **kwargs)
+        self.duration, self.max_offset, self.min_offset, self.negative_rate = (
+            duration,
+            max_offset,
+            min_offset,
+            negative_rate,
+        )
+
+    def _load(self, item: int) -> Sample:
+        from avlearn.io import read_clip
+
+        row = self.rows[self.items[item][0]]
+        room = max(0.0, row["end"] - row["start"] - self.duration)
+        offset = 0.0
+        if float(torch.rand(1)) < self.negative_rate and room > 0:
+            magnitude = min(room, self.min_offset + (self.max_offset - self.min_offset) * float(torch.rand(1)))
+            offset = magnitude if float(torch.rand(1)) < 0.5 else -magnitude
+        lo, hi = row["start"] + max(0.0, -offset), row["start"] + room - max(0.0, offset)
+        start = lo + (hi - lo) * float(torch.rand(1))
+        kw = dict(sample_rate=self.sample_rate, mono=True)
+        video = read_clip(row["path"], start, self.duration, fps=self.fps, size=self.size, audio=False, **kw)
+        audio = read_clip(row["path"], start + offset, self.duration, video=False, **kw)
+        return {
+            "index": self.items[item][0],
+            "id": row.get("id", Path(row["path"]).stem),
+            "path": row["path"],
+            "start": start,
+            "video": video.video,
+            "video_valid": video.video_valid,
+            "audio": audio.audio,
+            "audio_valid": audio.audio_valid,
+            "offset": torch.tensor(offset, dtype=torch.float32),
+            "label": torch.tensor(1.0 if offset == 0.0 else 0.0),
+        }
+
+
+class MixDataset(torch.utils.data.Dataset):
+    """Mix-and-separate (Zhao et al. 2018, "The Sound of Pixels"): each item mixes the audio of N items.
+
+    Item ``i`` is ``base[i]`` plus ``num_mix - 1`` items drawn at random (different rows where possible);
+    their audio is summed into ``mix`` and kept as ``sources``, the targets a separator must recover from
+    the mixture guided by each item's ``video``.
+
+    Sample keys: ``mix`` (1, S); ``sources`` (N, S); ``video`` (N, C, T, H, W) when the base has video;
+    ``label`` (N,) when present; ``index`` (N,) base item indices.
+
+    Args:
+        base: a dataset whose items hold ``audio`` (1, S) of equal length (and optionally ``video``).
+        num_mix: number of items mixed (N).
+        scale: factor on the sum (``1 / num_mix`` keeps the mixture's level near one source's).
+    """
+
+    def __init__(self, base: torch.utils.data.Dataset, num_mix: int = 2, scale: float = 1.0) -> None:
+        if num_mix < 1:
+            raise ValueError(f"num_mix must be at least 1, got {num_mix}")
+        self.base, self.num_mix, self.scale = base, num_mix, scale
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> Sample:
+        n = len(self.base)
+        others = torch.randperm(n - 1)[: self.num_mix - 1] if n > 1 else torch.zeros(self.num_mix - 1, dtype=torch.long)
+        picks = [index] + [int(j) + (1 if n > 1 and int(j) >= index else 0) for j in others]
+        items = [self.base[j] for j in picks]
+        sources = torch.cat([it["audio"] for it in items], dim=0) * self.scale  # (N, S)
+        out: Sample = {"mix": sources.sum(dim=0, keepdim=True), "sources": sources, "index": torch.tensor(picks)}
+        if all("video" in it for it in items):
+            out["video"] = torch.stack([it["video"] for it in items])
+        if all("label" in it for it in items):
+            out["label"] = torch.stack([torch.as_tensor(it["label"]) for it in items])
+        return out
