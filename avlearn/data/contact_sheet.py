@@ -93,6 +93,11 @@ def write_contact_sheet(
         fps = float(row.get("fps") or 25)
         span = row["end"] - row["start"]
         times = row["start"] + (np.arange(num_frames) + 0.5) * span / num_frames
+        segments = row.get("segments") or []
+        if segments:  # untrimmed clips: show the middle of (up to) all but two segments, and idle moments
+            mids = [(seg["start"] + seg["end"]) / 2 for seg in segments][: num_frames - 2]
+            idle = [t for t in times if not any(seg["start"] <= t < seg["end"] for seg in segments)]
+            times = np.sort(np.array(mids + idle[: num_frames - len(mids)]))
         times = np.floor(times * fps) / fps
         frames = _frame_strip(row, None, times, ann, scale)
         title = np.zeros((16, frames.shape[1], 3), np.uint8)

@@ -28,7 +28,7 @@ from scipy.signal import lfilter, resample_poly
 
 from avlearn.data.worlds import common
 from avlearn.data.worlds.common import RenderedClip, WorldConfig
-from avlearn.data.worlds.speech import SpeechRequest, synthesize, viseme
+from avlearn.data.worlds.speech import SpeechPlan, SpeechRequest, synthesize, synthesize_plans, viseme
 
 NAME = "speakers"
 DEFAULT_DURATION = 2.0
@@ -260,8 +260,17 @@ def render(index: int, seed: int, split: str, config: WorldConfig) -> RenderedCl
             "pauses": rng.uniform(0.25, 0.8, max_sentences),
         }
         plans.append(plan)
-    requests = [SpeechRequest(t, p["voice"], p["wpm"], p["pitch"], p["prange"]) for p in plans for t in p["texts"]]
-    utterances = iter(synthesize(requests))
+    speech = synthesize_plans(
+        [
+            SpeechPlan(
+                requests=tuple(SpeechRequest(t, p["voice"], p["wpm"], p["pitch"], p["prange"]) for t in p["texts"]),
+                start=p["t0"],
+                pauses=tuple(float(x) for x in p["pauses"]),
+                stop=duration - 0.3,
+            )
+            for p in plans
+        ]
+    )
 
     faces, stems, sources = [], {}, []
     rate = 200.0  # Hz of the mouth tracks
@@ -271,10 +280,8 @@ def render(index: int, seed: int, split: str, config: WorldConfig) -> RenderedCl
         stem = np.zeros(num_samples, np.float32)
         phonemes, words, texts = [], [], []
         t = plan["t0"]
-        for j, text in enumerate(plan["texts"]):
-            utt = next(utterances)  # consumed even when unused, so the iterator stays in step
-            if t >= duration - 0.3:
-                continue
+        for j, utt in enumerate(speech[k]):
+            text = plan["texts"][j]
             wave = resample_poly(utt.wave, sr, utt.sample_rate).astype(np.float32)
             wave /= max(float(np.abs(wave).max()), 1e-6)
             common.place(stem, wave * float(plan["gains"][j]), int(round(t * sr)))

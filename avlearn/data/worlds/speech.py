@@ -186,15 +186,35 @@ def _synthesize_here(requests: list[SpeechRequest]) -> list[Utterance]:
     return out
 
 
-def synthesize(requests: list[SpeechRequest]) -> list[Utterance]:
-    """Synthesizes ``requests`` in order in a fresh child process, so the result depends only on them.
+@dataclass(frozen=True)
+class SpeechPlan:
+    """One speaker's sentences in a clip: said one after another from ``start`` with ``pauses`` between them,
+    until a sentence would start later than ``stop`` seconds (the rest are never synthesized)."""
 
-    Raises:
-        FileNotFoundError: libespeak-ng is missing.
-        ValueError: an unknown voice.
-    """
+    requests: tuple[SpeechRequest, ...]
+    start: float
+    pauses: tuple[float, ...]
+    stop: float
+
+
+def _synthesize_plans_here(plans: list[SpeechPlan]) -> list[list[Utterance]]:
+    out = []
+    for plan in plans:
+        said, t = [], plan.start
+        for request, pause in zip(plan.requests, plan.pauses):
+            if t >= plan.stop:
+                break
+            (utt,) = _synthesize_here([request])
+            said.append(utt)
+            t += len(utt.wave) / utt.sample_rate + pause
+        out.append(said)
+    return out
+
+
+def _in_child(fn, arg):
+    """Runs ``fn(arg)`` in a freshly forked child process and returns its (pickled) result."""
     if not hasattr(os, "fork"):  # no fork (Windows): in-process, deterministic only for a fresh process
-        return _synthesize_here(requests)
+        return fn(arg)
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: never returns
@@ -202,7 +222,7 @@ def synthesize(requests: list[SpeechRequest]) -> list[Utterance]:
         try:
             os.close(read_fd)
             try:
-                payload = pickle.dumps(("ok", _synthesize_here(requests)))
+                payload = pickle.dumps(("ok", fn(arg)))
             except BaseException as err:  # report it to the parent
                 payload, code = pickle.dumps(("error", err)), 1
             with os.fdopen(write_fd, "wb") as f:
@@ -214,11 +234,26 @@ def synthesize(requests: list[SpeechRequest]) -> list[Utterance]:
         payload = f.read()
     os.waitpid(pid, 0)
     if not payload:
-        raise RuntimeError("the espeak-ng child process died without an answer")
+        raise RuntimeError("the speech synthesis child process died without an answer")
     status, value = pickle.loads(payload)
     if status == "error":
         raise value
     return value
+
+
+def synthesize(requests: list[SpeechRequest]) -> list[Utterance]:
+    """Synthesizes ``requests`` in order in a fresh child process, so the result depends only on them.
+
+    Raises:
+        FileNotFoundError: libespeak-ng or flite is missing.
+        ValueError: an unknown voice.
+    """
+    return _in_child(_synthesize_here, list(requests))
+
+
+def synthesize_plans(plans: list[SpeechPlan]) -> list[list[Utterance]]:
+    """Synthesizes each plan's sentences until its ``stop`` time, in a fresh child process (deterministic)."""
+    return _in_child(_synthesize_plans_here, list(plans))
 
 
 # espeak-ng phoneme name -> (mouth opening 0-1, mouth width 0.5-1.2): a small viseme table.
