@@ -321,3 +321,28 @@ def test_cli_writes_world_and_contact_sheet(tmp_path):
 
     sheet = cv2.imread(str(tmp_path / "val_contact.png"))
     assert sheet is not None and sheet.shape[0] > 100 and sheet.shape[1] > 400
+    # --start-index extends the manifest instead of replacing it
+    assert (
+        main(
+            [
+                "synth",
+                "speakers",
+                "--out",
+                str(tmp_path),
+                "--num-clips",
+                "1",
+                "--duration",
+                "1",
+                "--workers",
+                "0",
+                "--split",
+                "val",
+                "--start-index",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert [r["meta"]["index"] for r in read_manifest(tmp_path / "val.jsonl")] == [0, 1]
+    assert main(["synth", "speakers", "--out", str(tmp_path), "--num-clips", "0"]) == 1

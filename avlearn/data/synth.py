@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-clips", type=int, default=16, help="number of clips (default 16)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--split", choices=SPLITS, default="train", help="identities to draw from (default train)")
-    parser.add_argument("--start-index", type=int, default=0, help="index of the first clip (to extend a set)")
+    parser.add_argument(
+        "--start-index", type=int, default=0, help="index of the first clip; > 0 adds rows to an existing manifest"
+    )
     parser.add_argument("--duration", type=float, default=None, help="clip seconds (default: 2; actions 20-60)")
     parser.add_argument("--size", type=int, default=160, help="frame height and width in pixels (default 160)")
     parser.add_argument("--fps", type=int, default=25, help="frames per second (default 25)")
@@ -87,30 +89,42 @@ def synthesize(
                     print(f"\r{len(rows)}/{num_clips}", end="", file=sys.stderr, flush=True)
     if progress:
         print(file=sys.stderr)
-    write_manifest(Path(out) / f"{split}.jsonl", rows)
+    manifest = Path(out) / f"{split}.jsonl"
+    if start_index > 0 and manifest.exists():  # extending a set: keep the rows of the other indices
+        from avlearn.data.manifest import read_manifest
+
+        new = {r["id"] for r in rows}
+        rows = [r for r in read_manifest(manifest) if r.get("id") not in new] + rows
+        rows.sort(key=lambda r: (r.get("meta") or {}).get("index", 0))
+    write_manifest(manifest, rows)
     return rows
 
 
 def run(args: argparse.Namespace) -> int:
     config = WorldConfig(size=args.size, fps=args.fps, sample_rate=args.sample_rate, duration=args.duration)
     t0 = time.perf_counter()
-    rows = synthesize(
-        args.world,
-        args.out,
-        args.num_clips,
-        seed=args.seed,
-        split=args.split,
-        start_index=args.start_index,
-        config=config,
-        workers=args.workers,
-        progress=not args.quiet,
-    )
+    try:
+        rows = synthesize(
+            args.world,
+            args.out,
+            args.num_clips,
+            seed=args.seed,
+            split=args.split,
+            start_index=args.start_index,
+            config=config,
+            workers=args.workers,
+            progress=not args.quiet,
+        )
+    except (FileNotFoundError, ValueError) as err:  # a missing synthesizer or soundfont, a bad argument
+        print(f"avlearn synth: error: {err}", file=sys.stderr)
+        return 1
     elapsed = time.perf_counter() - t0
-    seconds = sum(r["end"] - r["start"] for r in rows)
+    made = [r for r in rows if args.start_index <= r["meta"]["index"] < args.start_index + args.num_clips]
+    seconds = sum(r["end"] - r["start"] for r in made)
     manifest = Path(args.out) / f"{args.split}.jsonl"
     print(
-        f"{args.world}: {len(rows)} clips ({seconds:.0f} s of media) in {elapsed:.1f} s "
-        f"= {len(rows) / elapsed:.2f} clips/s with {args.workers} workers -> {manifest}"
+        f"{args.world}: {len(made)} clips ({seconds:.0f} s of media) in {elapsed:.1f} s "
+        f"= {len(made) / elapsed:.2f} clips/s with {args.workers} workers -> {manifest} ({len(rows)} rows)"
     )
     if args.contact_sheet:
         from avlearn.data.contact_sheet import write_contact_sheet
