@@ -158,7 +158,7 @@ def test_instruments_stem_holds_the_onsets(rendered):
                 assert src["stem"] is None and src["onsets"] == []
                 continue
             stem = _stem(row, k)
-            assert src["onsets"], "a sounding object with no onset"
+            assert len(src["onsets"]) >= 2, "a sounding object with fewer than 2 notes in a 2 s clip"
             assert np.abs(stem[: int(src["onsets"][0] * SR)]).max() < 1e-3, "sound before the first onset"
             for onset in src["onsets"]:
                 i = int(round(onset * SR))

@@ -177,6 +177,9 @@ def render(index: int, seed: int, split: str, config: WorldConfig) -> RenderedCl
         speed = rng.uniform(0.3, 0.9, 2)
         rate = rng.uniform(1.8, 3.2)
         events = _event_times(rng, duration, rate)
+        need = 2 if duration >= 1.0 else 1  # a sounding object plays at least this many notes in the clip
+        while k < num_sounding and sum(0.0 <= t < duration - 0.05 for t in events) < need:
+            events = _event_times(rng, duration, rate)
         hue = rng.uniform(0.85, 1.15, 3) * (1.0 + 0.12 * (variants[k] - 1.5) * np.array([1.0, -0.5, 0.6]))
         objects.append(
             dict(
