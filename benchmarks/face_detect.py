@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--out", default="out/bench/speakers")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--real", help="also run on the talking-head mp4s of this folder (e.g. ../shared/real/video)")
     args = parser.parse_args()
     synthesize("speakers", args.out, args.num_clips, seed=args.seed, split=args.split, workers=args.workers)
     rows = read_manifest(Path(args.out) / f"{args.split}.jsonl")
@@ -35,6 +36,26 @@ def main() -> None:
         f"frames with a face found {100 * stats['any_rate']:.1f}%, false detections per frame "
         f"{stats['false_per_frame']:.3f} ({time.perf_counter() - t0:.1f} s)"
     )
+    if args.real:
+        real_rates(Path(args.real))
+
+
+def real_rates(folder: Path) -> None:
+    """Frames (every 5th at 25 fps) of real talking heads with at least one face, at full size and at 160 px."""
+    import cv2
+
+    from avlearn.data.worlds.face_check import haar_cascade
+    from avlearn.io import probe, read_clip
+
+    cascade = haar_cascade()
+    for path in sorted(folder.glob("talking_head*")):
+        duration = probe(path).duration
+        for size in (None, 160):
+            clip = read_clip(path, 0.0, duration, fps=5, size=size, audio=False)
+            frames = clip.video.permute(1, 2, 3, 0).numpy()
+            found = [len(cascade.detectMultiScale(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY))) > 0 for f in frames]
+            label = "full size" if size is None else f"{size} px"
+            print(f"real {path.name} ({label}): a face in {100 * sum(found) / len(found):.0f}% of {len(found)} frames")
 
 
 if __name__ == "__main__":
