@@ -330,7 +330,7 @@ def render(index: int, seed: int, split: str, config: WorldConfig) -> RenderedCl
                 "sounding": speaking[k],
                 "stem": f"s{k}" if speaking[k] else None,
                 "voice": {"name": voice, "rate_wpm": wpm, "pitch": pitch, "pitch_range": prange},
-                "transcript": " ".join(texts),
+                "transcript": ". ".join(texts),
                 "words": [{"word": w, "start": s, "end": e} for s, e, w in words],
                 "phonemes": [{"phoneme": p, "start": s, "end": e} for s, e, p in phonemes],
             }
