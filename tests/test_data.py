@@ -331,3 +331,16 @@ def test_adapter_command_line(tiny, tmp_path):
     _copy(tiny, tmp_path / "k/jumping/abc.mp4")
     assert adapters.main(["kinetics", "--root", str(tmp_path / "k"), "--out", str(tmp_path / "k.jsonl")]) == 0
     assert read_manifest(tmp_path / "k.jsonl")[0]["labels"] == ["jumping"]
+
+
+def test_contact_sheet_of_clips_of_any_size(clips, tmp_path):
+    import cv2
+
+    from avlearn.data.contact_sheet import write_contact_sheet
+
+    t = 10
+    write_video(tmp_path / "wide.mp4", np.zeros((3, t, 48, 96), np.uint8), FPS, np.zeros((1, 6400), np.float32), SR)
+    rows = read_manifest(clips / "m.jsonl")[:1] + [{"path": str(tmp_path / "wide.mp4"), "start": 0.0, "end": 0.4}]
+    write_manifest(tmp_path / "m.jsonl", rows)
+    sheet = cv2.imread(str(write_contact_sheet(tmp_path / "m.jsonl", tmp_path / "sheet.png", num_frames=3)))
+    assert sheet.shape[1] == 3 * 320  # tiles 160 px high: 3 frames of the 2:1 clip set the width

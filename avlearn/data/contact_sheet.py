@@ -17,6 +17,7 @@ import numpy as np
 from avlearn.data.manifest import load_annotations, read_manifest
 
 _GREEN, _RED, _WHITE = (40, 220, 60), (230, 40, 40), (255, 255, 255)
+_TILE = 160  # frame tiles are shown this many pixels high (times ``scale``)
 
 
 def _frame_strip(row: dict, frames: np.ndarray, times: np.ndarray, ann: dict, scale: int) -> np.ndarray:
@@ -28,6 +29,12 @@ def _frame_strip(row: dict, frames: np.ndarray, times: np.ndarray, ann: dict, sc
     for t in times:
         clip = read_clip(row["path"], float(t), 1.0 / fps, sample_rate=16000)
         img = clip.video[:, 0].permute(1, 2, 0).numpy().copy()  # (C, T, H, W) -> (H, W, C) of the first frame
+        if img.shape[0] != _TILE:  # real clips come in any size: tiles of one height, boxes scaled to match
+            zoom = _TILE / img.shape[0]
+            img = cv2.resize(img, (round(img.shape[1] * zoom), _TILE), interpolation=cv2.INTER_AREA)
+        else:
+            zoom = 1.0
+        zoom *= scale
         img = cv2.resize(img, (img.shape[1] * scale, img.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
         f = min(int(round((t - row["start"]) * fps)), len(ann.get("boxes", [[]])) - 1)
         for k, box in enumerate(ann["boxes"][f] if "boxes" in ann else []):
@@ -36,7 +43,7 @@ def _frame_strip(row: dict, frames: np.ndarray, times: np.ndarray, ann: dict, sc
             sounding = bool(sources[k].get("sounding", True)) if k < len(sources) else True
             if "speaking" in ann:
                 sounding = bool(ann["speaking"][f, k])
-            x0, y0, x1, y1 = (box * scale).astype(int)
+            x0, y0, x1, y1 = (box * zoom).astype(int)
             cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1), _GREEN if sounding else _RED, 1)
             if "mouth_open" in ann:
                 h = int((y1 - y0) * float(ann["mouth_open"][f, k]))
@@ -106,7 +113,8 @@ def write_contact_sheet(
             text += f'  "{row["transcript"][:70]}"'
         cv2.putText(title, text, (3, 12), cv2.FONT_HERSHEY_PLAIN, 0.9, _WHITE, 1)
         blocks += [title, frames, _wave_strip(row, frames.shape[1]), np.zeros((6, frames.shape[1], 3), np.uint8)]
-    sheet = np.concatenate(blocks, axis=0)
+    width = max(b.shape[1] for b in blocks)
+    sheet = np.concatenate([np.pad(b, ((0, 0), (0, width - b.shape[1]), (0, 0))) for b in blocks], axis=0)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), sheet[..., ::-1])
