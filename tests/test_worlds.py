@@ -274,6 +274,7 @@ def test_actions_segments_and_sounds(rendered):
     assert row["end"] == pytest.approx(12.0)
     segs = row["segments"]
     assert segs and all(s["label"] in actions.ACTION_NAMES for s in segs)
+    assert row["labels"] == [segs[0]["label"]] and all(s["label"] == segs[0]["label"] for s in segs)
     assert all(a["end"] <= b["start"] for a, b in zip(segs, segs[1:])), "segments overlap"
     stem = _stem(row, 0)
     inside = np.zeros(len(stem), bool)

@@ -1,8 +1,9 @@
 """The ``actions`` world: untrimmed 20-60 s clips of a figure doing 12 actions between idle stretches.
 
 A stick figure walks about idly (with soft footsteps) against a changing background and background noise;
-now and then it performs one of 12 actions for 2-6 s. Each action is a motion pattern (clapping, chopping,
-jumping, waving, ...) whose strikes make a characteristic sound (General MIDI percussion through
+now and then, in segments of 2-5 s between idle stretches of 3-9 s, it performs the clip's action (one of
+12, the clip's label, as in untrimmed video classification). Each action is a motion pattern (clapping,
+chopping, jumping, waving, ...) whose strikes make a characteristic sound (General MIDI percussion through
 fluidsynth). Actions come in pairs that share a sound family (clap in front / clap overhead, knock / chop,
 ...), so audio tells *when* something happens and narrows *what* to two classes, and the picture settles
 which: the Listen-to-Look setting, where a cheap audio preview chooses the moments worth looking at.
@@ -150,26 +151,23 @@ def render(index: int, seed: int, split: str, config: WorldConfig) -> RenderedCl
     num_frames, num_samples = int(round(duration * fps)), int(round(duration * sr))
     kit = load_bank(bank_spec(), sr)["kit"]
 
-    # Timeline: idle gaps of 1.5-6 s between action segments of 2-6 s.
-    segments, t = [], float(rng.uniform(1.0, 4.0))
+    # Timeline: one action per clip (its label, as in untrimmed video classification), performed in segments
+    # of 2-5 s separated by idle stretches of 3-9 s, so about a third of the clip shows it.
+    a = int(rng.integers(len(ACTION_NAMES)))
+    variants = [v for v in range(NUM_VARIANTS) if variant_split(a, v) == split]
+    segments, t = [], float(rng.uniform(1.0, 6.0))
     while True:
-        length = float(rng.uniform(2.0, 6.0))
+        length = float(rng.uniform(2.0, 5.0))
         if t + length > duration - 0.5:
             break
-        a = int(rng.integers(len(ACTION_NAMES)))
-        variant = int(rng.choice([v for v in range(NUM_VARIANTS) if variant_split(a, v) == split]))
-        period = float(rng.uniform(0.45, 0.9))
+        variant, period = int(rng.choice(variants)), float(rng.uniform(0.45, 0.9))
         segments.append(
             dict(label=ACTION_NAMES[a], start=round(t, 3), end=round(t + length, 3), variant=variant, period=period)
         )
-        t += length + float(rng.uniform(1.5, 6.0))
-    if not segments:  # very short clips: one action in the middle
-        a = int(rng.integers(len(ACTION_NAMES)))
-        variant = int(rng.choice([v for v in range(NUM_VARIANTS) if variant_split(a, v) == split]))
-        s0 = round(duration * 0.25, 3)
-        segments.append(
-            dict(label=ACTION_NAMES[a], start=s0, end=round(duration * 0.75, 3), variant=variant, period=0.6)
-        )
+        t += length + float(rng.uniform(3.0, 9.0))
+    if not segments:  # short clips: one segment in the middle
+        s0, s1 = round(duration * 0.25, 3), round(duration * 0.75, 3)
+        segments.append(dict(label=ACTION_NAMES[a], start=s0, end=s1, variant=int(rng.choice(variants)), period=0.6))
 
     # Audio: strikes of each action (with jitter of the tempo so onsets are irregular), footsteps while idle.
     action_stem = np.zeros(num_samples, np.float32)
