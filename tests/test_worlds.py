@@ -144,6 +144,18 @@ def test_test_split_uses_only_test_identities(rendered):
                 assert content <= test_words
 
 
+def test_instruments_use_only_their_splits_appearances_and_notes():
+    cfg = WorldConfig(duration=1.0, size=48)
+    for split in ("train", "test"):
+        for i in range(6):
+            for src in instruments.render(i, 0, split, cfg).row["sources"]:
+                c = instruments.CATEGORY_NAMES.index(src["label"])
+                assert instruments.appearance_split(c, src["appearance"]["variant"]) == split
+                low = instruments.CATEGORIES[c][2]
+                steps = [instruments.SCALE_STEPS.index(n - low) for n in src["notes"]]
+                assert all(instruments.note_split(s) == split for s in steps)
+
+
 # ------------------------------------------------------------------------------------------- instruments
 
 
