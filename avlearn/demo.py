@@ -15,7 +15,7 @@ import numpy as np
 from avlearn.io import AVClip, probe, read_clip, write_audio
 from avlearn.io.write import atomic_path
 
-DEFAULT_CLIP = Path(__file__).resolve().parents[1] / "assets" / "demo" / "speakers_2.mp4"
+DEFAULT_CLIP = Path(__file__).resolve().parents[1] / "assets" / "demo" / "speakers" / "test" / "000001.mp4"
 
 
 def contact_sheet(clip: AVClip, path: Path, *, columns: int = 8, title: str = "") -> Path:

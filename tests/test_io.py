@@ -190,6 +190,7 @@ def test_writers_are_atomic_and_protect_inputs(tmp_path, cfr):
     with pytest.raises(ValueError):
         write_video(tmp_path / "bad.mp4", np.zeros((3, 2, 16, 16), np.float32), 25)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.flac", "a.wav", "src.mp4"]
+    assert (tmp_path / "a.wav").stat().st_mode & 0o044  # readable by others, like any new file (umask)
 
 
 # ---- bad input: one exception family, a message naming the file and the reason -----------------------

@@ -22,6 +22,10 @@ from avlearn.io.errors import OverwriteInputError
 
 PathLike = str | os.PathLike
 
+# mkstemp creates files readable by their owner only; outputs get the usual permissions of new files.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 # (st_dev, st_ino) of files an avlearn reader has open right now, so a writer can refuse to replace them.
 _OPEN_FOR_READING: dict[tuple[int, int], int] = {}
 
@@ -70,6 +74,7 @@ def atomic_path(path: PathLike, protect: Sequence[PathLike] = ()) -> Iterator[Pa
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -48,10 +48,19 @@ class SyncVideoStem(Encoder):
         widths: channels of the three 3x3x3 (first 3x5x5) conv layers, each halving H and W.
         dim: output channels ``D`` (a last 1x3x3 conv halves H and W once more).
         num_classes: 0 for a feature extractor.
+        frame_tokens: one token per frame (spatial max + mean) instead of one per location: 16x fewer
+            tokens for the fusion layers, and the strongest local event of each frame survives pooling.
     """
 
-    def __init__(self, widths: tuple[int, int, int] = (16, 32, 64), dim: int = 64, num_classes: int = 0):
+    def __init__(
+        self,
+        widths: tuple[int, int, int] = (16, 32, 64),
+        dim: int = 64,
+        num_classes: int = 0,
+        frame_tokens: bool = False,
+    ):
         super().__init__()
+        self.frame_tokens = frame_tokens
         w1, w2, w3 = widths
         self.features = nn.Sequential(
             _conv3d(3, w1, (3, 5, 5), (1, 2, 2)),
@@ -69,6 +78,9 @@ class SyncVideoStem(Encoder):
         """``(B, 3, T, H, W) -> (B, T·h·w, D)`` with time and position encodings added."""
         f = self.forward_features(x)  # (B, D, T, h, w)
         b, d, t, h, w = f.shape
+        if self.frame_tokens:
+            pooled = f.amax(dim=(3, 4)) + f.mean(dim=(3, 4))  # (B, D, T, h, w) -> (B, D, T)
+            return pooled.transpose(1, 2) + sinusoid(torch.arange(t, device=f.device), d).to(f.dtype)
         pos_t = sinusoid(torch.arange(t, device=f.device), d)  # one step per frame, as the audio tokens
         pos_s = sinusoid(torch.arange(h * w, device=f.device) * 7.0 + 1000.0, d)  # away from the time codes
         pos = (pos_t[:, None, :] + pos_s[None, :, :]).reshape(t * h * w, d)
@@ -115,9 +127,15 @@ class SyncSpecStem(Encoder):
 
 
 def _avsync(
-    dim: int, widths: tuple[int, int, int], num_layers: int, num_heads: int, fusion_layer: int, num_bottlenecks: int
+    dim: int,
+    widths: tuple[int, int, int],
+    num_layers: int,
+    num_heads: int,
+    fusion_layer: int,
+    num_bottlenecks: int,
+    frame_tokens: bool = False,
 ) -> AVClassifier:
-    encoders = {"video": SyncVideoStem(widths, dim), "spec": SyncSpecStem(widths, dim)}
+    encoders = {"video": SyncVideoStem(widths, dim, frame_tokens=frame_tokens), "spec": SyncSpecStem(widths, dim)}
     fusion = MBT(("video", "spec"), dim, num_layers, num_heads, fusion_layer, num_bottlenecks)
     return AVClassifier(encoders, fusion, num_classes=1)
 
@@ -127,9 +145,9 @@ SYNC_INPUT_TINY = {"video": (3, 8, 32, 32), "spec": (1, 32, 32)}
 
 
 @register_model(input_size=SYNC_INPUT)
-def avsync_mbt(fusion_layer: int = 2, num_bottlenecks: int = 4) -> AVClassifier:
-    """Sync classifier: CNN stems (16-32-64, D=64), 4 MBT layers, 4 bottlenecks from layer 2."""
-    return _avsync(64, (16, 32, 64), 4, 4, fusion_layer, num_bottlenecks)
+def avsync_mbt(fusion_layer: int = 2, num_bottlenecks: int = 4, frame_tokens: bool = True) -> AVClassifier:
+    """Sync classifier: CNN stems (16-32-64, D=64), 4 MBT layers, 4 bottlenecks from layer 2, a token per frame."""
+    return _avsync(64, (16, 32, 64), 4, 4, fusion_layer, num_bottlenecks, frame_tokens)
 
 
 @register_model(input_size=SYNC_INPUT)
