@@ -151,15 +151,15 @@ def avsync_mbt(fusion_layer: int = 2, num_bottlenecks: int = 4, frame_tokens: bo
 
 
 @register_model(input_size=SYNC_INPUT)
-def avsync_xattn(fusion_layer: int = 2) -> AVClassifier:
+def avsync_xattn(fusion_layer: int = 2, frame_tokens: bool = True) -> AVClassifier:
     """Sync classifier with full cross-modal attention from layer 2 (same stems and width as avsync_mbt)."""
-    return _avsync(64, (16, 32, 64), 4, 4, fusion_layer, 0)
+    return _avsync(64, (16, 32, 64), 4, 4, fusion_layer, 0, frame_tokens)
 
 
 @register_model(input_size=SYNC_INPUT)
-def avsync_late() -> AVClassifier:
+def avsync_late(frame_tokens: bool = True) -> AVClassifier:
     """Sync classifier with late fusion: 4 layers per modality, CLS tokens meet only in the linear head."""
-    return _avsync(64, (16, 32, 64), 4, 4, 4, 4)
+    return _avsync(64, (16, 32, 64), 4, 4, 4, 4, frame_tokens)
 
 
 @register_model(input_size=SYNC_INPUT_TINY)
