@@ -25,6 +25,7 @@ SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/Tim
 DRUMS = -1  # "program" of the General MIDI percussion channel (10, index 9)
 _VERSION = 1
 _TICKS_PER_SECOND = 960  # 480 ticks per quarter note at 120 bpm
+_LOADED: dict[Path, dict[str, dict[int, np.ndarray]]] = {}  # banks already read by this process
 
 
 def find_soundfont() -> Path:
@@ -102,9 +103,12 @@ def load_bank(
     soundfont = find_soundfont()
     key = stable_hash(_VERSION, str(soundfont), soundfont.stat().st_size, spec, sample_rate, hold, length, velocity)
     path = cache_dir() / "notebank" / f"{key:016x}.npz"
+    if path in _LOADED:
+        return _LOADED[path]
     if path.exists():
         with np.load(path) as data:
-            return _unflatten(dict(data))
+            _LOADED[path] = _unflatten(dict(data))
+        return _LOADED[path]
     slot = length + 0.8
     events, order = [], []
     for name, (program, notes) in spec.items():
@@ -137,7 +141,8 @@ def load_bank(
     os.close(fd)
     np.savez(tmp, **flat)
     os.replace(tmp, path)
-    return _unflatten(flat)
+    _LOADED[path] = _unflatten(flat)
+    return _LOADED[path]
 
 
 def _unflatten(flat: dict[str, np.ndarray]) -> dict[str, dict[int, np.ndarray]]:
