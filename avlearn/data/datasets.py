@@ -297,8 +297,8 @@ class ManifestDataset(torch.utils.data.Dataset):
         sy, sx = out_hw[0] / height, out_hw[1] / width
         out: Sample = {}
         for key, value in ann.items():
-            if value.ndim == 0 or len(value) != len(any_array):
-                continue
+            if value.ndim == 0 or len(value) != len(any_array) or value.dtype.kind not in "biuf":
+                continue  # per-clip entries (names, per-object flags) are not indexed by frame
             value = value[frames]
             if key.endswith("boxes"):
                 value = value * np.array([sx, sy, sx, sy], np.float32)
