@@ -291,7 +291,7 @@ class ManifestDataset(torch.utils.data.Dataset):
     def _annotations(self, row: dict, times: np.ndarray, out_hw: Sequence[int]) -> Sample:
         ann = load_annotations(row["annotations"])
         fps = float(row.get("fps") or 25)
-        any_array = next(iter(ann.values()))
+        any_array = ann["boxes"] if "boxes" in ann else next(v for v in ann.values() if v.ndim >= 1)  # (T, ...)
         frames = np.clip(np.round(times * fps).astype(int), 0, len(any_array) - 1)
         height, width = int(row.get("height") or out_hw[0]), int(row.get("width") or out_hw[1])
         sy, sx = out_hw[0] / height, out_hw[1] / width
