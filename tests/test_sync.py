@@ -126,3 +126,12 @@ def test_sync_offset_bad_input(world, tiny_checkpoint, tmp_path, capsys):
     save_weights(other, create_model("c3d_tiny"), model_name="c3d_tiny", task="classify")
     assert main(["sync-offset", str(sorted((world / "val").glob("*.mp4"))[0]), "--checkpoint", str(other)]) == 1
     assert "'classify' model" in capsys.readouterr().err
+
+
+def test_delay_shifts_audio_both_ways():
+    from avlearn.pipelines.sync_offset import delay
+
+    x = torch.arange(1.0, 6.0)
+    assert delay(x, 2).tolist() == [0, 0, 1, 2, 3]
+    assert delay(x, -2).tolist() == [3, 4, 5, 0, 0]
+    assert torch.equal(delay(x, 0), x)

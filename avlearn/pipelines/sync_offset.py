@@ -42,6 +42,13 @@ class OffsetResult:
     checkpoint: str
 
 
+def delay(audio: torch.Tensor, samples: int) -> torch.Tensor:
+    """``(S,)`` audio heard ``samples`` later (negative: earlier), zero-filled, same length."""
+    if samples >= 0:
+        return torch.nn.functional.pad(audio, (samples, 0))[: audio.shape[0]]
+    return torch.nn.functional.pad(audio[-samples:], (0, -samples))
+
+
 def _scorer(checkpoint: str | Path):
     from avlearn.tasks.sync import SyncTask
 
@@ -95,13 +102,7 @@ def sync_offset(
         )
     clip = read_clip(path, 0.0, info.duration, fps=fps, size=(pre["size"], pre["size"]), sample_rate=sr)
     frames = clip.video.permute(1, 2, 3, 0)  # (C, T, H, W) -> (T, H, W, C)
-    audio = clip.audio[0]
-    if shift_audio_ms:
-        n = round(shift_audio_ms / 1000 * sr)
-        audio = torch.roll(audio, n)
-        audio[:n] = 0 if n > 0 else audio[:n]
-        if n < 0:
-            audio[n:] = 0
+    audio = delay(clip.audio[0], round(shift_audio_ms / 1000 * sr))
     num_frames, num_samples = round(window * fps), round(window * sr)
     pad = math.ceil(margin * sr)
     padded = torch.nn.functional.pad(audio, (pad, pad))
