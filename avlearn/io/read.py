@@ -194,14 +194,14 @@ def _read_video(
         seek_time = max(vinfo.start, seek_time - 2.0) if seek_time > vinfo.start else 0.0
 
     stamps = _presentation_times([p for p, _, _ in decoded], [d for _, d, _ in decoded])
-    decoded = [(ts * time_base, frame) for ts, (_, _, frame) in zip(stamps, decoded)]
-    times = np.array([t for t, _ in decoded], dtype=np.float64)
+    times = np.array(stamps, dtype=np.float64) * time_base
+    pictures = [frame for _, _, frame in decoded]
     stream_end = (vinfo.start + vinfo.duration) if vinfo.duration else (times[-1] + frame_dur if len(times) else 0)
     if targets is None:
         inside = (times >= start - tol) & (times < end - tol)
         keep = np.flatnonzero(inside)
         n_pad = max(0, round((end - max(stream_end, start)) * rate)) if end > stream_end + tol else 0
-        frames = [convert(decoded[i][1]) for i in keep]
+        frames = [convert(pictures[i]) for i in keep]
         out_times = np.concatenate([times[keep], stream_end + np.arange(n_pad) / rate])
         valid = np.r_[np.ones(len(keep), bool), np.zeros(n_pad, bool)]
         blank = np.zeros((out_h, out_w, 3), np.uint8)
@@ -225,7 +225,7 @@ def _read_video(
     for k in np.flatnonzero(valid):
         i = int(idx[k])
         if i not in cache:
-            cache[i] = convert(decoded[i][1])
+            cache[i] = convert(pictures[i])
         out[k] = cache[i]
     return out, targets, valid, rate
 
