@@ -135,3 +135,11 @@ def test_delay_shifts_audio_both_ways():
     assert delay(x, 2).tolist() == [0, 0, 1, 2, 3]
     assert delay(x, -2).tolist() == [3, 4, 5, 0, 0]
     assert torch.equal(delay(x, 0), x)
+
+
+def test_shipped_checkpoint_finds_a_known_shift_in_a_demo_clip(capsys):
+    clip = Path(__file__).resolve().parents[1] / "assets" / "demo" / "instruments" / "test" / "000002.mp4"
+    for shift in (0, 200, -120):
+        assert main(["sync-offset", str(clip), "--shift-audio-ms", str(shift), "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert abs(result["offset_ms"] - shift) <= 40, result  # within one 25 fps frame

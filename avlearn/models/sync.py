@@ -50,6 +50,9 @@ class SyncVideoStem(Encoder):
         num_classes: 0 for a feature extractor.
         frame_tokens: one token per frame (spatial max + mean) instead of one per location: 16x fewer
             tokens for the fusion layers, and the strongest local event of each frame survives pooling.
+        changes: also feed the frame-to-frame difference (3 more input channels), so visual events
+            (a hop, a flash, a mouth opening) are a linear feature of the input rather than something the
+            first layers must learn to compute.
     """
 
     def __init__(
@@ -58,12 +61,13 @@ class SyncVideoStem(Encoder):
         dim: int = 64,
         num_classes: int = 0,
         frame_tokens: bool = False,
+        changes: bool = False,
     ):
         super().__init__()
-        self.frame_tokens = frame_tokens
+        self.frame_tokens, self.changes = frame_tokens, changes
         w1, w2, w3 = widths
         self.features = nn.Sequential(
-            _conv3d(3, w1, (3, 5, 5), (1, 2, 2)),
+            _conv3d(3 + 3 * changes, w1, (3, 5, 5), (1, 2, 2)),
             _conv3d(w1, w2, (3, 3, 3), (1, 2, 2)),
             _conv3d(w2, w3, (3, 3, 3), (1, 2, 2)),
             _conv3d(w3, dim, (1, 3, 3), (1, 2, 2)),
@@ -72,6 +76,9 @@ class SyncVideoStem(Encoder):
         self.head = make_head(dim, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.changes:
+            diff = torch.diff(x, dim=2, prepend=x[:, :, :1])  # (B, 3, T, H, W): frame t minus frame t-1
+            x = torch.cat([x, diff], dim=1)
         return self.features(x)
 
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,13 +105,17 @@ class SyncSpecStem(Encoder):
         widths: channels of the three conv layers.
         dim: output channels ``D``.
         num_classes: 0 for a feature extractor.
+        changes: also feed the rise of the log-mel energy from one hop to the next (spectral flux), the onsets.
     """
 
-    def __init__(self, widths: tuple[int, int, int] = (16, 32, 64), dim: int = 64, num_classes: int = 0):
+    def __init__(
+        self, widths: tuple[int, int, int] = (16, 32, 64), dim: int = 64, num_classes: int = 0, changes: bool = False
+    ):
         super().__init__()
+        self.changes = changes
         w1, w2, w3 = widths
         self.features = nn.Sequential(
-            _conv2d(1, w1, (2, 1)),
+            _conv2d(1 + changes, w1, (2, 1)),
             _conv2d(w1, w2, (2, 2)),
             _conv2d(w2, w3, (2, 2)),
             _conv2d(w3, dim, (2, 1)),
@@ -113,6 +124,9 @@ class SyncSpecStem(Encoder):
         self.head = make_head(dim, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.changes:
+            flux = torch.relu(torch.diff(x, dim=-1, prepend=x[..., :1]))  # (B, 1, F, Ta)
+            x = torch.cat([x, flux], dim=1)
         return self.features(x)
 
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,6 +140,42 @@ class SyncSpecStem(Encoder):
         return pooled if pre_logits else self.head(pooled)
 
 
+class TemporalConvFusion(nn.Module):
+    """Early fusion in time (Owens & Efros 2018 fuse by concatenating the streams' features at each time
+    step): per-frame video and audio tokens are concatenated frame by frame and mixed by 1D convolutions over
+    time, so "does this sound go with this picture at this instant" is a local pattern from the first layer.
+
+    Takes ``{"video": (B, T, D), "spec": (B, T', D)}`` (one token per frame each) and returns the fused
+    sequence ``(B, min(T, T'), 2D)`` under both keys; ``pool`` takes the maximum over time.
+
+    Args:
+        modalities: the two modality names.
+        dim: token width ``D`` of each modality.
+        num_layers: 1D conv layers (kernel 3).
+    """
+
+    def __init__(self, modalities: tuple[str, str] = ("video", "spec"), dim: int = 64, num_layers: int = 3):
+        super().__init__()
+        self.modalities = tuple(modalities)
+        self.num_features = dim  # per modality, as AVClassifier expects
+        layers = []
+        for _ in range(num_layers):
+            layers += [nn.Conv1d(2 * dim, 2 * dim, 3, padding=1), nn.GELU()]
+        self.mix = nn.Sequential(*layers)
+
+    def forward(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        a, b = (tokens[m] for m in self.modalities)
+        t = min(a.shape[1], b.shape[1])
+        x = torch.cat([a[:, :t], b[:, :t]], dim=-1).transpose(1, 2)  # (B, T, 2D) -> (B, 2D, T)
+        fused = self.mix(x).transpose(1, 2)  # (B, T, 2D)
+        return {m: fused for m in self.modalities}
+
+    def pool(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Max over time of the fused sequence, split back into one ``(B, D)`` half per modality."""
+        pooled = outputs[self.modalities[0]].amax(dim=1)  # (B, 2D)
+        return dict(zip(self.modalities, pooled.chunk(2, dim=-1)))
+
+
 def _avsync(
     dim: int,
     widths: tuple[int, int, int],
@@ -134,8 +184,12 @@ def _avsync(
     fusion_layer: int,
     num_bottlenecks: int,
     frame_tokens: bool = False,
+    changes: bool = False,
 ) -> AVClassifier:
-    encoders = {"video": SyncVideoStem(widths, dim, frame_tokens=frame_tokens), "spec": SyncSpecStem(widths, dim)}
+    encoders = {
+        "video": SyncVideoStem(widths, dim, frame_tokens=frame_tokens, changes=changes),
+        "spec": SyncSpecStem(widths, dim, changes=changes),
+    }
     fusion = MBT(("video", "spec"), dim, num_layers, num_heads, fusion_layer, num_bottlenecks)
     return AVClassifier(encoders, fusion, num_classes=1)
 
@@ -145,21 +199,44 @@ SYNC_INPUT_TINY = {"video": (3, 8, 32, 32), "spec": (1, 32, 32)}
 
 
 @register_model(input_size=SYNC_INPUT)
-def avsync_mbt(fusion_layer: int = 2, num_bottlenecks: int = 4, frame_tokens: bool = True) -> AVClassifier:
+def avsync_mbt(
+    fusion_layer: int = 2, num_bottlenecks: int = 4, frame_tokens: bool = True, changes: bool = True
+) -> AVClassifier:
     """Sync classifier: CNN stems (16-32-64, D=64), 4 MBT layers, 4 bottlenecks from layer 2, a token per frame."""
-    return _avsync(64, (16, 32, 64), 4, 4, fusion_layer, num_bottlenecks, frame_tokens)
+    return _avsync(64, (16, 32, 64), 4, 4, fusion_layer, num_bottlenecks, frame_tokens, changes)
 
 
 @register_model(input_size=SYNC_INPUT)
-def avsync_xattn(fusion_layer: int = 2, frame_tokens: bool = True) -> AVClassifier:
+def avsync_tconv(changes: bool = True) -> AVClassifier:
+    """Sync classifier with early fusion in time: the same stems' per-frame tokens concatenated frame by frame,
+    three 1D convs, max over time (Owens & Efros-style fusion; frame differences and spectral flux as inputs)."""
+    encoders = {
+        "video": SyncVideoStem((16, 32, 64), 64, frame_tokens=True, changes=changes),
+        "spec": SyncSpecStem((16, 32, 64), 64, changes=changes),
+    }
+    return AVClassifier(encoders, TemporalConvFusion(("video", "spec"), 64), num_classes=1)
+
+
+@register_model(input_size=SYNC_INPUT_TINY)
+def avsync_tconv_tiny(changes: bool = True) -> AVClassifier:
+    """Tiny early-fusion-in-time sync classifier."""
+    encoders = {
+        "video": SyncVideoStem((4, 8, 16), 16, frame_tokens=True, changes=changes),
+        "spec": SyncSpecStem((4, 8, 16), 16, changes=changes),
+    }
+    return AVClassifier(encoders, TemporalConvFusion(("video", "spec"), 16, num_layers=2), num_classes=1)
+
+
+@register_model(input_size=SYNC_INPUT)
+def avsync_xattn(fusion_layer: int = 2, frame_tokens: bool = True, changes: bool = True) -> AVClassifier:
     """Sync classifier with full cross-modal attention from layer 2 (same stems and width as avsync_mbt)."""
-    return _avsync(64, (16, 32, 64), 4, 4, fusion_layer, 0, frame_tokens)
+    return _avsync(64, (16, 32, 64), 4, 4, fusion_layer, 0, frame_tokens, changes)
 
 
 @register_model(input_size=SYNC_INPUT)
-def avsync_late(frame_tokens: bool = True) -> AVClassifier:
+def avsync_late(frame_tokens: bool = True, changes: bool = True) -> AVClassifier:
     """Sync classifier with late fusion: 4 layers per modality, CLS tokens meet only in the linear head."""
-    return _avsync(64, (16, 32, 64), 4, 4, 4, 4, frame_tokens)
+    return _avsync(64, (16, 32, 64), 4, 4, 4, 4, frame_tokens, changes)
 
 
 @register_model(input_size=SYNC_INPUT_TINY)
