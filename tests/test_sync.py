@@ -137,9 +137,12 @@ def test_delay_shifts_audio_both_ways():
     assert torch.equal(delay(x, 0), x)
 
 
-def test_shipped_checkpoint_finds_a_known_shift_in_a_demo_clip(capsys):
-    clip = Path(__file__).resolve().parents[1] / "assets" / "demo" / "instruments" / "test" / "000002.mp4"
+@pytest.mark.parametrize(("world", "checkpoint"), [("speakers", "sync_speakers"), ("instruments", "sync_instruments")])
+def test_shipped_checkpoints_find_known_shifts_in_demo_clips(world, checkpoint, capsys):
+    root = Path(__file__).resolve().parents[1] / "assets"
+    clip = root / "demo" / world / "test" / ("000001.mp4" if world == "speakers" else "000002.mp4")
     for shift in (0, 200, -120):
-        assert main(["sync-offset", str(clip), "--shift-audio-ms", str(shift), "--json"]) == 0
+        args = ["sync-offset", str(clip), "--shift-audio-ms", str(shift), "--json"]
+        assert main([*args, "--checkpoint", str(root / "checkpoints" / checkpoint)]) == 0
         result = json.loads(capsys.readouterr().out)
         assert abs(result["offset_ms"] - shift) <= 40, result  # within one 25 fps frame

@@ -22,7 +22,7 @@ import torch
 from avlearn.io import ClipRangeError, probe, read_clip
 from avlearn.models.weights import load_weights
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "sync_instruments"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "sync_speakers"
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """Self-supervised audio-visual synchronization: is this audio the one that goes with this video, and when?
 
-Three objectives share one model (``avlearn.models`` by name; by default the MBT bottleneck classifier
-``avsync_mbt``) whose scalar output scores a (video window, audio window) pair:
+Three objectives share one model (``avlearn.models`` by name) whose scalar output scores a (video window,
+audio window) pair. The default is ``avsync_tconv``, early fusion in time, because it learns the worlds in
+minutes on a CPU where the attention fusions (``avsync_mbt`` bottlenecks, ``avsync_xattn``, ``avsync_late``)
+stayed near chance for the same budget (see README, sync ablation):
 
 - :class:`SyncBinary` (Owens & Efros 2018): aligned audio vs. the same clip's audio shifted well outside
   the tolerance, balanced, binary cross-entropy; accuracy is ``(logit > 0) == label``.
@@ -136,7 +138,7 @@ class SyncTask(L.LightningModule):
 
     def __init__(
         self,
-        model: str = "avsync_mbt",
+        model: str = "avsync_tconv",
         model_args: dict[str, Any] | None = None,
         sample_rate: int = 16000,
         n_mels: int = 64,
