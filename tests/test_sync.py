@@ -146,3 +146,19 @@ def test_shipped_checkpoints_find_known_shifts_in_demo_clips(world, checkpoint, 
         assert main([*args, "--checkpoint", str(root / "checkpoints" / checkpoint)]) == 0
         result = json.loads(capsys.readouterr().out)
         assert abs(result["offset_ms"] - shift) <= 40, result  # within one 25 fps frame
+
+
+def test_contrastive_objective_trains_with_its_curriculum(world, tmp_path):
+    args = _args(
+        world, tmp_path, "--trainer.max_epochs", "3",
+        "--model.class_path", "avlearn.tasks.sync.SyncContrastive",
+        "--model.init_args.easy_epochs", "1", "--model.init_args.curriculum_epochs", "1",
+        "--data.init_args.num_shifted", "2",
+    )  # fmt: skip
+    assert main(["fit", *args]) == 0
+    version = next(tmp_path.glob("lightning_logs/version_*"))
+    rows = (version / "metrics.csv").read_text().splitlines()
+    col = rows[0].split(",").index("curriculum/min_shift")
+    shifts = [float(r.split(",")[col]) for r in rows[1:] if r.split(",")[col]]
+    assert shifts[0] == pytest.approx(0.25) and shifts[-1] == pytest.approx(0.08)  # half a window -> 2 frames
+    assert load_weights(version / "weights" / "last", task="sync")[1]["model"] == "avsync_mbt_tiny"
