@@ -176,6 +176,14 @@ class TemporalConvFusion(nn.Module):
         return dict(zip(self.modalities, pooled.chunk(2, dim=-1)))
 
 
+def _stems(dim: int, widths: tuple[int, int, int], frame_tokens: bool, changes: bool) -> dict[str, Encoder]:
+    """The video and spectrogram stems every sync classifier shares."""
+    return {
+        "video": SyncVideoStem(widths, dim, frame_tokens=frame_tokens, changes=changes),
+        "spec": SyncSpecStem(widths, dim, changes=changes),
+    }
+
+
 def _avsync(
     dim: int,
     widths: tuple[int, int, int],
@@ -186,12 +194,8 @@ def _avsync(
     frame_tokens: bool = False,
     changes: bool = False,
 ) -> AVClassifier:
-    encoders = {
-        "video": SyncVideoStem(widths, dim, frame_tokens=frame_tokens, changes=changes),
-        "spec": SyncSpecStem(widths, dim, changes=changes),
-    }
     fusion = MBT(("video", "spec"), dim, num_layers, num_heads, fusion_layer, num_bottlenecks)
-    return AVClassifier(encoders, fusion, num_classes=1)
+    return AVClassifier(_stems(dim, widths, frame_tokens, changes), fusion, num_classes=1)
 
 
 SYNC_INPUT = {"video": (3, 25, 64, 64), "spec": (1, 64, 100)}  # 1 s: 25 frames, 64 mel x 100 hops of 10 ms
@@ -210,21 +214,15 @@ def avsync_mbt(
 def avsync_tconv(changes: bool = True) -> AVClassifier:
     """Sync classifier with early fusion in time: the same stems' per-frame tokens concatenated frame by frame,
     three 1D convs, max over time (Owens & Efros-style fusion; frame differences and spectral flux as inputs)."""
-    encoders = {
-        "video": SyncVideoStem((16, 32, 64), 64, frame_tokens=True, changes=changes),
-        "spec": SyncSpecStem((16, 32, 64), 64, changes=changes),
-    }
-    return AVClassifier(encoders, TemporalConvFusion(("video", "spec"), 64), num_classes=1)
+    fusion = TemporalConvFusion(("video", "spec"), 64)
+    return AVClassifier(_stems(64, (16, 32, 64), True, changes), fusion, num_classes=1)
 
 
 @register_model(input_size=SYNC_INPUT_TINY)
 def avsync_tconv_tiny(changes: bool = True) -> AVClassifier:
     """Tiny early-fusion-in-time sync classifier."""
-    encoders = {
-        "video": SyncVideoStem((4, 8, 16), 16, frame_tokens=True, changes=changes),
-        "spec": SyncSpecStem((4, 8, 16), 16, changes=changes),
-    }
-    return AVClassifier(encoders, TemporalConvFusion(("video", "spec"), 16, num_layers=2), num_classes=1)
+    fusion = TemporalConvFusion(("video", "spec"), 16, num_layers=2)
+    return AVClassifier(_stems(16, (4, 8, 16), True, changes), fusion, num_classes=1)
 
 
 @register_model(input_size=SYNC_INPUT)
