@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "summary": ("avlearn.models.summary", "per-layer output size, receptive field and MACs of a model"),
     "synth": ("avlearn.data.synth", "render a synthetic audio-visual world to mp4 files and a manifest"),
     "sync-offset": ("avlearn.pipelines.sync_offset", "estimate how far a clip's audio is out of sync (ms)"),
+    "separate": ("avlearn.pipelines.separate", "write one voice per visible speaker of a clip (wav + mp4)"),
 }
 
 

@@ -31,17 +31,22 @@ class ModelInfo:
     builder: Callable[..., nn.Module]
     input_size: InputSize
     doc: str
+    interface: str = "encoder"
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register_model(*, input_size: InputSize) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_model(
+    *, input_size: InputSize, interface: str = "encoder"
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a model builder under its function name.
 
     Args:
         input_size: the default input of the model without batch dimension, e.g. ``(3, 16, 112, 112)`` for a
             video model or ``{"video": (3, 8, 32, 32), "spec": (1, 64, 32)}`` for a fusion model.
+        interface: ``"encoder"`` for models following :class:`~avlearn.models.layers.Encoder` (classifiers,
+            encoders, fusion); another name (``"separator"``, ...) for task networks with their own outputs.
 
     Returns:
         A decorator that registers the builder and returns it unchanged.
@@ -57,15 +62,20 @@ def register_model(*, input_size: InputSize) -> Callable[[Callable[..., nn.Modul
                 f"model {name!r} is already registered (by {_REGISTRY[name].builder.__module__}); pick another name"
             )
         doc = (builder.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = ModelInfo(name, builder, input_size, doc[0] if doc else "")
+        _REGISTRY[name] = ModelInfo(name, builder, input_size, doc[0] if doc else "", interface)
         return builder
 
     return decorator
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Names of the registered models matching a shell-style ``pattern`` (e.g. ``"*_tiny"``), sorted."""
-    return sorted(name for name in _REGISTRY if fnmatch(name, pattern))
+def list_models(pattern: str = "*", interface: str | None = None) -> list[str]:
+    """Names of the registered models matching a shell-style ``pattern`` (e.g. ``"*_tiny"``) and, if given,
+    an ``interface`` (``"encoder"``, ``"separator"``, ...), sorted."""
+    return sorted(
+        name
+        for name, info in _REGISTRY.items()
+        if fnmatch(name, pattern) and (interface is None or info.interface == interface)
+    )
 
 
 def get_model_info(name: str) -> ModelInfo:

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 import lightning as L
+import torch
 
 from avlearn.models.weights import save_weights
 
@@ -55,6 +56,19 @@ class ExportWeights(L.Callback):
         if value is not None and (value > self.best if self.mode == "max" else value < self.best):
             self.best = value
             save_weights(folder / "best", pl_module.net, **info, meta=meta)
+
+
+def adamw_one_cycle(module: L.LightningModule, lr: float, weight_decay: float) -> dict:
+    """AdamW (no decay on biases and norms) with a one-cycle schedule over the whole run, stepped per batch."""
+    decay = [p for p in module.parameters() if p.ndim > 1]
+    no_decay = [p for p in module.parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0}], lr=lr
+    )
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=int(module.trainer.estimated_stepping_batches), pct_start=0.1
+    )
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 def fit_main(argv: list[str]) -> int:

@@ -29,6 +29,7 @@ from avlearn.data.cache import decode_clips
 from avlearn.data.manifest import read_manifest
 from avlearn.data.sync import EpochShuffle, SyncWindows
 from avlearn.models import create_model
+from avlearn.tasks.fit import adamw_one_cycle
 from avlearn.video.transforms import normalize_video
 
 SPEC_HOP_S = 0.01  # 10 ms log-mel hop: four spectrogram frames per 25 fps video frame
@@ -195,16 +196,7 @@ class SyncTask(L.LightningModule):
         self.log("val/acc", self.val_acc, prog_bar=True)
 
     def configure_optimizers(self):
-        decay = [p for n, p in self.named_parameters() if p.ndim > 1]
-        no_decay = [p for n, p in self.named_parameters() if p.ndim <= 1]
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0}],
-            lr=self.hparams.lr,
-        )
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=self.hparams.lr, total_steps=int(self.trainer.estimated_stepping_batches), pct_start=0.1
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_one_cycle(self, self.hparams.lr, self.hparams.weight_decay)
 
     def export_info(self) -> dict[str, Any]:
         """What a checkpoint needs besides the tensors (see avlearn.models.weights)."""

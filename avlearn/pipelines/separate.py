@@ -1,0 +1,272 @@
+"""``avlearn separate CLIP --out DIR``: one voice per visible speaker.
+
+Steps: decode the clip (frames at most 360 px on the short side, audio at the model's rate, mono), find
+face tracks (Haar cascade a few times a second, linked and interpolated; or ``--boxes``), cut mouth crops,
+separate the soundtrack in overlapping windows of the model's length (half-window hop, Hann-weighted
+overlap-add), and write per speaker ``speaker_<k>.wav`` and ``speaker_<k>.mp4`` (a crop around the face with
+that voice), plus ``result.json``. Everything is computed before the first file is written, so a clip that
+fails (no audio, no face, too short) leaves no partial output; every file is written atomically and the
+input can never be overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avlearn.io import ClipRangeError, MediaError, MissingStreamError, probe, read_clip, write_audio, write_video
+from avlearn.io.write import atomic_path
+from avlearn.models.weights import load_weights
+from avlearn.video.faces import FaceTrack, crop_boxes, mouth_boxes, track_faces
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "separate_speakers"
+MAX_SHORT_SIDE = 360  # frames are read at most this size: enough for mouth crops, cheap for 720p/1080p
+MIN_DURATION = 0.3  # seconds; shorter clips are padded to one model window, shorter than this is refused
+SPEAKER_VIDEO_SIZE = 192
+
+
+class NoFaceError(MediaError):
+    """No face (or fewer than asked) was found in the clip."""
+
+
+@dataclass
+class SeparationResult:
+    path: str
+    sample_rate: int
+    fps: float
+    voices: torch.Tensor  # (K, S)
+    mixture: torch.Tensor  # (S,)
+    tracks: list[FaceTrack]
+    frames: torch.Tensor  # (T, H, W, 3) uint8, the decoded (possibly downscaled) frames
+    scale: float  # original pixels per decoded pixel
+    checkpoint: str
+    model: str
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def load_separator(checkpoint: str | Path = DEFAULT_CHECKPOINT):
+    """``(Separation task in eval mode, preprocessing dict, model name)`` from a ``separation`` checkpoint."""
+    from avlearn.tasks.separate import Separation
+
+    net, doc = load_weights(checkpoint, task="separation")
+    pre = doc["preprocessing"]
+    task = Separation(
+        model=doc["model"], model_args=doc["model_args"], n_fft=pre["n_fft"], hop_length=pre["hop_length"]
+    )
+    task.net = net
+    return task.eval(), pre, doc["model"]
+
+
+def _tracks_from_boxes(spec: list, num_frames: int, scale: float) -> list[FaceTrack]:
+    """``--boxes``: a list with, per speaker, one box ``[x0, y0, x1, y1]`` (original pixels) or one per frame."""
+    tracks = []
+    for k, boxes in enumerate(spec):
+        arr = np.asarray(boxes, np.float32)
+        if arr.shape == (4,):
+            arr = np.repeat(arr[None], num_frames, axis=0)
+        if arr.ndim != 2 or arr.shape[1] != 4:
+            raise ValueError(f"--boxes: speaker {k} needs [x0, y0, x1, y1] or a list of them, got shape {arr.shape}")
+        if len(arr) < num_frames:
+            arr = np.concatenate([arr, np.repeat(arr[-1:], num_frames - len(arr), axis=0)])
+        tracks.append(FaceTrack(arr[:num_frames] / scale, np.ones(num_frames, bool), hits=len(arr)))
+    return tracks
+
+
+def _window_starts(total: int, window: int) -> list[int]:
+    hop = window // 2
+    starts = list(range(0, max(1, total - window + 1), hop))
+    if starts[-1] + window < total:
+        starts.append(total - window)
+    return starts
+
+
+@torch.no_grad()
+def separate_clip(
+    path: str | Path,
+    checkpoint: str | Path = DEFAULT_CHECKPOINT,
+    *,
+    boxes: list | None = None,
+    batch_size: int = 8,
+) -> SeparationResult:
+    """Separates the voice of every face in a clip.
+
+    Args:
+        path: video file with audio.
+        checkpoint: a ``separation`` checkpoint.
+        boxes: face boxes per speaker in original pixels (see ``--boxes``) instead of the face tracker.
+        batch_size: windows per forward pass.
+
+    Raises:
+        MissingStreamError: no audio or no video stream.
+        ClipRangeError: a clip shorter than ``MIN_DURATION``.
+        NoFaceError: no face found.
+        CheckpointError: a missing checkpoint or one of another task.
+    """
+    t0 = time.perf_counter()
+    task, pre, model_name = load_separator(checkpoint)
+    fps, sr, window_s = pre["fps"], pre["sample_rate"], pre["window"]
+    info = probe(path)
+    if info.audio is None:
+        raise MissingStreamError(path, "has no audio stream: there is nothing to separate")
+    if info.video is None:
+        raise MissingStreamError(path, "has no video stream: separation is guided by the speakers' faces")
+    if info.duration < MIN_DURATION:
+        raise ClipRangeError(path, f"is {info.duration:.2f} s long; separation needs at least {MIN_DURATION} s")
+    notes = []
+    if info.audio.sample_rate != sr or info.audio.channels != 1:
+        notes.append(
+            f"audio is {info.audio.sample_rate} Hz with {info.audio.channels} channel(s); "
+            f"separated as {sr} Hz mono (channels averaged)"
+        )
+    short = min(info.video.display_size)
+    size = MAX_SHORT_SIDE if short > MAX_SHORT_SIDE else None
+    scale = short / MAX_SHORT_SIDE if size else 1.0
+    clip = read_clip(path, 0.0, info.duration, fps=fps, size=size, sample_rate=sr)
+    frames = clip.video.permute(1, 2, 3, 0).contiguous()  # (C, T, H, W) -> (T, H, W, C)
+    n_valid = max(1, round(clip.valid_duration * fps))
+    frames = frames[:n_valid]
+    audio = clip.audio[0, : round(n_valid / fps * sr)]
+    t_decode = time.perf_counter()
+
+    if boxes is not None:
+        tracks = _tracks_from_boxes(boxes, len(frames), scale)
+    else:
+        tracks = track_faces(frames.numpy(), fps)
+    if not tracks:
+        raise NoFaceError(
+            path,
+            "no face found (OpenCV's frontal face detector); nothing was written. "
+            "Pass --boxes with each speaker's face box if the faces are there but not frontal",
+        )
+    if len(tracks) == 1:
+        notes.append("one face found: its voice is separated from the background and any off-screen voices")
+    t_detect = time.perf_counter()
+
+    crops = torch.stack([crop_boxes(frames, mouth_boxes(tr.boxes), tuple(pre["crop_size"])) for tr in tracks])
+    win_f, win_s = round(window_s * fps), round(window_s * sr)
+    total_f = max(len(frames), win_f)
+    if crops.shape[1] < total_f:  # short clip: hold the last crop, pad the audio with silence
+        crops = torch.cat([crops, crops[:, -1:].expand(-1, total_f - crops.shape[1], -1, -1, -1)], dim=1)
+    total_s = round(total_f / fps * sr)
+    padded = torch.nn.functional.pad(audio, (0, total_s - audio.shape[0]))
+    starts = _window_starts(total_f, win_f)
+    weight = torch.hann_window(win_s, periodic=False) + 1e-3
+    out = torch.zeros(len(tracks), total_s)
+    norm = torch.zeros(total_s)
+    for i in range(0, len(starts), batch_size):
+        chunk = starts[i : i + batch_size]
+        s0 = [round(f / fps * sr) for f in chunk]
+        mix = torch.stack([padded[s : s + win_s] for s in s0])
+        crp = torch.stack([crops[:, f : f + win_f] for f in chunk])  # (B, K, T, h, w, 3)
+        est = task.separate(mix, crp)  # (B, K, S)
+        for s, e in zip(s0, est):
+            out[:, s : s + win_s] += e * weight
+            norm[s : s + win_s] += weight
+    voices = (out / norm)[:, : audio.shape[0]]
+    t_sep = time.perf_counter()
+    timings = {"decode_s": t_decode - t0, "detect_s": t_detect - t_decode, "separate_s": t_sep - t_detect}
+    return SeparationResult(
+        str(path), sr, fps, voices, audio, tracks, frames, scale, str(checkpoint), model_name, notes, timings
+    )
+
+
+def _speaker_video(frames: torch.Tensor, track: FaceTrack) -> torch.Tensor:
+    """A square crop around the face, 1.8x its box, centre smoothed over 0.5 s: ``(3, T, S, S)`` uint8."""
+    b = track.boxes
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    side = 1.8 * np.median(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]))
+    k = np.ones(13) / 13
+    cx = np.convolve(np.pad(cx, 6, mode="edge"), k, mode="valid")
+    cy = np.convolve(np.pad(cy, 6, mode="edge"), k, mode="valid")
+    boxes = np.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], axis=1)
+    return crop_boxes(frames, boxes, (SPEAKER_VIDEO_SIZE, SPEAKER_VIDEO_SIZE)).permute(3, 0, 1, 2)  # -> (3, T, S, S)
+
+
+def write_result(result: SeparationResult, out_dir: str | Path) -> Path:
+    """Writes ``speaker_<k>.wav``, ``speaker_<k>.mp4`` and ``result.json`` into ``out_dir``."""
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    protect = [result.path]
+    peak = float(result.voices.abs().max())
+    gain = 0.99 / peak if peak > 0.99 else 1.0  # keep every voice's level relative to the others
+    speakers = []
+    for k, (voice, track) in enumerate(zip(result.voices, result.tracks)):
+        wav = out / f"speaker_{k}.wav"
+        mp4 = out / f"speaker_{k}.mp4"
+        write_audio(wav, voice * gain, result.sample_rate, protect=protect)
+        write_video(
+            mp4,
+            _speaker_video(result.frames, track),
+            result.fps,
+            (voice * gain)[None],
+            result.sample_rate,
+            protect=protect,
+        )
+        rms = float(voice.pow(2).mean().sqrt())
+        speakers.append(
+            {
+                "index": k,
+                "wav": wav.name,
+                "mp4": mp4.name,
+                "level_dbfs": round(20 * math.log10(rms + 1e-12), 1),
+                "detected_fraction": round(float(track.detected.mean()), 3),
+                "boxes": np.round(track.boxes.astype(np.float64) * result.scale).astype(int).tolist(),
+            }
+        )
+    result.timings["write_s"] = time.perf_counter() - t0
+    doc = {
+        "clip": result.path,
+        "checkpoint": result.checkpoint,
+        "model": result.model,
+        "sample_rate": result.sample_rate,
+        "fps": result.fps,
+        "duration_s": round(result.mixture.shape[0] / result.sample_rate, 3),
+        "box_format": "x0, y0, x1, y1 in pixels of the original frame, one box per frame at fps",
+        "notes": result.notes,
+        "speakers": speakers,
+        "timings": {k: round(v, 3) for k, v in result.timings.items()},
+    }
+    text = json.dumps(doc, indent=1)
+    for sp in speakers:  # one line per frame's box rather than one per number
+        text = text.replace(json.dumps(sp["boxes"], indent=1).replace("\n", "\n   "), json.dumps(sp["boxes"]), 1)
+    with atomic_path(out / "result.json", protect) as tmp:
+        tmp.write_text(text + "\n")
+    return out / "result.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("clip", help="video file with audio, one or more visible speakers")
+    parser.add_argument("--out", required=True, help="output folder (created if missing)")
+    parser.add_argument("--boxes", help="JSON file: per speaker a face box [x0, y0, x1, y1] or one per frame")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="separation checkpoint")
+
+
+def run(args: argparse.Namespace) -> int:
+    boxes = None
+    if args.boxes:
+        try:
+            boxes = json.loads(Path(args.boxes).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            print(f"avlearn separate: error: cannot read --boxes {args.boxes}: {err}", file=sys.stderr)
+            return 1
+    result = separate_clip(args.clip, args.checkpoint, boxes=boxes)
+    for note in result.notes:
+        print(f"note: {note}")
+    path = write_result(result, args.out)
+    duration = result.mixture.shape[0] / result.sample_rate
+    total = sum(result.timings.values())
+    print(f"{len(result.tracks)} speaker(s) in {args.clip} ({duration:.1f} s), separated in {total:.1f} s:")
+    for k in range(len(result.tracks)):
+        print(f"  {Path(args.out) / f'speaker_{k}.wav'}  {Path(args.out) / f'speaker_{k}.mp4'}")
+    print(f"  {path}")
+    return 0

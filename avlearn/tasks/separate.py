@@ -1,0 +1,218 @@
+"""Mix-and-separate training (Zhao et al. 2018) of visually guided and audio-only mask networks.
+
+The input is the sum of several clips' sources (plus one clip's background); for each visual stream the
+network predicts a complex mask of the mixture STFT, conditioned on that stream's crops (a speaker's mouth,
+an instrument's box), and the masked STFT is inverted with the mixture's own phase carried by the complex
+mask (VisualVoice). The loss is computed on waveforms: negative SNR with a soft 30 dB ceiling for a source
+that sounds, and for a silent one (a listener) the energy of the estimate relative to the mixture (Wisdom et
+al. 2020), so "this face says nothing" is learned too. The audio-only baseline predicts all masks at once
+and takes the best assignment of outputs to references (permutation-invariant training).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from avlearn.audio import STFT
+from avlearn.data.manifest import read_manifest
+from avlearn.data.separation import MixTracks, SourceTracks, extract_tracks
+from avlearn.metrics.separation import si_sdr
+from avlearn.models import create_model
+from avlearn.tasks.fit import adamw_one_cycle
+
+_EPS = 1e-8
+SNR_CEILING = 1e-3  # tau: the loss stops rewarding an estimate past 30 dB
+
+
+class SeparationData(L.LightningDataModule):
+    """Mixtures of source tracks from a world's manifests.
+
+    Args:
+        train_manifest: JSONL manifest of training clips.
+        val_manifest: JSONL manifest of validation clips (fixed mixtures).
+        window: seconds per mixture.
+        num_mix: tracks per training mixture (a list draws one count per mixture).
+        gain_db: random gain range of each track.
+        sounding_only: train only on tracks that carry sound (the audio-only baseline needs it).
+        fps: video rate of the crops.
+        sample_rate: audio rate.
+        batch_size: mixtures per batch.
+        val_items: fixed validation mixtures.
+        cache: keep extracted tracks beside each manifest.
+        seed: seed of the training draws.
+    """
+
+    def __init__(
+        self,
+        train_manifest: str,
+        val_manifest: str,
+        window: float = 2.0,
+        num_mix: list[int] | int = 2,
+        gain_db: float = 5.0,
+        sounding_only: bool = False,
+        fps: float = 25.0,
+        sample_rate: int = 16000,
+        batch_size: int = 16,
+        val_items: int = 256,
+        cache: bool = True,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.train_set = self.val_set = None
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        h = self.hparams
+        crops = self.train_set.tracks.crops if self.train_set is not None else None
+        return {
+            "window": h.window,
+            "fps": h.fps,
+            "sample_rate": h.sample_rate,
+            "crop_size": list(crops.shape[2:4]) if crops is not None else None,
+            "world": self.train_set.tracks.rows[0].get("world") if self.train_set is not None else None,
+        }
+
+    def tracks(self, manifest: str) -> SourceTracks:
+        h = self.hparams
+        cache = Path(manifest).parent / ".avlearn-cache" if h.cache else None
+        return extract_tracks(read_manifest(manifest), fps=h.fps, sample_rate=h.sample_rate, cache_dir=cache)
+
+    def setup(self, stage: str | None = None) -> None:
+        h = self.hparams
+        if self.train_set is None:
+            num_mix = tuple(h.num_mix) if isinstance(h.num_mix, (list, tuple)) else h.num_mix
+            self.train_set = MixTracks(
+                self.tracks(h.train_manifest), h.window, num_mix, h.gain_db, h.sounding_only, seed=h.seed
+            )
+            self.val_set = MixTracks(
+                self.tracks(h.val_manifest),
+                h.window,
+                max(self.train_set.num_mix),
+                0.0,
+                sounding_only=True,
+                deterministic=True,
+                seed=12345,
+                length=h.val_items,
+            )
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
+            self.train_set, batch_size=self.hparams.batch_size, shuffle=True, drop_last=True
+        )
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(self.val_set, batch_size=self.hparams.batch_size)
+
+
+def snr_loss(estimate: torch.Tensor, reference: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
+    """Per-source loss ``(...,)`` in dB: -SNR with a soft ceiling where the reference sounds, else the
+    estimate's energy relative to the mixture's (both ``(..., S)``, ``mixture`` broadcastable)."""
+    ref_energy = reference.pow(2).sum(-1)
+    err = (reference - estimate).pow(2).sum(-1)
+    active = 10 * torch.log10(err + SNR_CEILING * ref_energy + _EPS) - 10 * torch.log10(ref_energy + _EPS)
+    mix_energy = mixture.pow(2).sum(-1)
+    silent = 10 * torch.log10(estimate.pow(2).sum(-1) + SNR_CEILING * mix_energy + _EPS) - 10 * torch.log10(
+        mix_energy + _EPS
+    )
+    return torch.where(ref_energy > 1e-6 * mix_energy, active, silent)
+
+
+class Separation(L.LightningModule):
+    """Mask network + STFT + losses; ``separate`` is what inference calls.
+
+    Args:
+        model: registered separator (``avsep_unet`` visual, ``asep_unet_pit`` audio-only).
+        model_args: keyword arguments of its builder.
+        n_fft: STFT size (512 at 16 kHz: 32 ms).
+        hop_length: STFT hop (160 at 16 kHz: 10 ms, four hops per 25 fps video frame).
+        lr: peak learning rate (AdamW, one-cycle).
+        weight_decay: AdamW weight decay.
+    """
+
+    task_name = "separation"
+
+    def __init__(
+        self,
+        model: str = "avsep_unet",
+        model_args: dict[str, Any] | None = None,
+        n_fft: int = 512,
+        hop_length: int = 160,
+        lr: float = 2e-3,
+        weight_decay: float = 0.01,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = create_model(model, **(model_args or {}))
+        self.stft = STFT(n_fft, hop_length)
+        self.visual = getattr(self.net, "crops", None) is not None
+
+    def separate(self, mixture: torch.Tensor, crops: torch.Tensor | None = None) -> torch.Tensor:
+        """``mixture (B, S)`` and, for the visual model, ``crops (B, K, T, h, w, 3)`` -> estimates ``(B, K, S)``.
+
+        The STFT frames past the last multiple of 4 (at most 3 hops at the end) get the last column's mask.
+        """
+        rms = mixture.pow(2).mean(-1, keepdim=True).sqrt() + 1e-4
+        x = mixture / rms
+        spec = self.stft(x)  # (B, F, Ta) complex
+        bins, frames = spec.shape[-2] - 1, spec.shape[-1] // 4 * 4
+        mag = torch.log(spec[:, :bins, :frames].abs() + 1e-3)
+        inputs = {"mag": mag} if crops is None else {"mag": mag, "crops": crops}
+        masks = self.net(inputs).float()  # (B, K, bins, frames, 2)
+        masks = torch.nn.functional.pad(masks, (0, 0, 0, spec.shape[-1] - frames, 0, 1), mode="replicate")
+        est = spec.unsqueeze(1) * torch.complex(masks[..., 0], masks[..., 1])
+        return self.stft.inverse(est, mixture.shape[-1]) * rms.unsqueeze(1)
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss per valid source, SI-SDR improvement per valid sounding source)``."""
+        mix, refs, valid = batch["mixture"], batch["sources"], batch["valid"]
+        if self.visual:
+            est = self.separate(mix, batch["crops"])
+            per = snr_loss(est, refs, mix.unsqueeze(1))  # (B, K)
+        else:
+            est = self.separate(mix)
+            k = est.shape[1]
+            refs, valid = refs[:, :k], valid[:, :k]
+            pair = snr_loss(est.unsqueeze(2), refs.unsqueeze(1), mix[:, None, None])  # (B, K_est, K_ref)
+            perms = list(itertools.permutations(range(k)))
+            costs = torch.stack([pair[:, list(p), range(k)].sum(-1) for p in perms], dim=1)  # (B, P)
+            best = torch.tensor(perms, device=est.device)[costs.argmin(1)]  # (B, K): estimate for each ref
+            est = torch.gather(est, 1, best[..., None].expand_as(est))
+            per = snr_loss(est, refs, mix.unsqueeze(1))
+        sounding = valid & (refs.pow(2).sum(-1) > 1e-6 * mix.pow(2).sum(-1, keepdim=True))
+        improvement = si_sdr(est.float(), refs) - si_sdr(mix.unsqueeze(1).expand_as(refs), refs)
+        return per[valid], improvement[sounding]
+
+    def on_train_epoch_start(self) -> None:
+        self.trainer.datamodule.train_set.set_epoch(self.current_epoch)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, sisdri = self.losses(batch)
+        loss = loss.mean()
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/si_sdri", sisdri.mean(), prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, sisdri = self.losses(batch)
+        self.log("val/loss", loss.mean(), sync_dist=True)
+        self.log("val/si_sdri", sisdri.mean(), prog_bar=True, sync_dist=True)
+
+    def configure_optimizers(self):
+        return adamw_one_cycle(self, self.hparams.lr, self.hparams.weight_decay)
+
+    def export_info(self) -> dict[str, Any]:
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        pre = dict(dm.preprocessing) if dm is not None and hasattr(dm, "preprocessing") else {}
+        pre.update({"n_fft": self.hparams.n_fft, "hop_length": self.hparams.hop_length})
+        return {
+            "model_name": self.hparams.model,
+            "model_args": dict(self.hparams.model_args or {}),
+            "task": self.task_name,
+            "preprocessing": pre,
+        }
