@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("avlearn.data.synth", "render a synthetic audio-visual world to mp4 files and a manifest"),
     "sync-offset": ("avlearn.pipelines.sync_offset", "estimate how far a clip's audio is out of sync (ms)"),
     "separate": ("avlearn.pipelines.separate", "write one voice per visible speaker of a clip (wav + mp4)"),
+    "localize": ("avlearn.pipelines.localize", "heat map of where the sound comes from in each frame of a clip"),
 }
 
 

@@ -19,6 +19,7 @@ Inputs: video ``(B, C, T, H, W)`` float normalized; spectrogram ``(B, 1, F, T)``
 from avlearn.models import audio as audio  # isort: skip
 from avlearn.models import av as av
 from avlearn.models import inflate as inflate
+from avlearn.models import localize as localize
 from avlearn.models import nonlocal_block as nonlocal_block
 from avlearn.models import recurrent as recurrent
 from avlearn.models import separation as separation

@@ -1,0 +1,200 @@
+"""Sound source localization: where in the picture does the sound of a window come from?
+
+::
+
+    video (B,3,T,H,W) ──► 3D CNN, temporal stride 1 ──► v (B, D, T, H/4, W/4) ─┐  cosine over (D, T) at each
+                          (+ frame differences)                                 ├─► location ─► map (B, H/4, W/4)
+    spec  (B,1,F,4T)  ──► SyncSpecStem, mean over F ──► a (B, D, T) ───────────┘
+
+Both embeddings keep time: the visual embedding of a location is its ``(D, T)`` sequence of per-frame
+features, the audio embedding is the ``(D, T)`` sequence of the window's sound. Their cosine similarity is a
+correlation over time, so a location scores high when *its* visual events happen at the audio's onsets.
+That is what tells a sounding object from a silent one that looks and moves the same way, and it is why a
+single still frame (as in LVS or EZ-VSL on Flickr images) cannot solve the ``instruments`` world.
+
+Because the similarity is a sum over frames, maps for every frame of a long clip (each from the window
+centred on it) come from one pass of the CNNs and box filters over time (:func:`sliding_similarity`).
+
+:func:`sync_cam` gives the other kind of map: class activation of a trained sync classifier
+(``avsync_tconv``) over its spatial features, as Owens & Efros (2018) localize with their sync network.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avlearn.models.layers import Encoder
+from avlearn.models.registry import register_model
+from avlearn.models.sync import SyncSpecStem
+
+
+def _conv3d(cin: int, cout: int, kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> nn.Sequential:
+    pad = tuple(k // 2 for k in kernel)
+    return nn.Sequential(nn.Conv3d(cin, cout, kernel, stride, pad, bias=False), nn.BatchNorm3d(cout), nn.ReLU(True))
+
+
+class AVLocalizer(Encoder):
+    """Audio-visual localizer with time-resolved embeddings (see the module docstring).
+
+    ``forward({"video", "spec"})`` returns the cosine similarity of the window's audio to each location,
+    ``(B, h·w)``; :meth:`forward_features` the embeddings ``{"video": (B, D, T, h, w), "spec": (B, D, T)}``.
+
+    Args:
+        widths: channels of the video CNN's three layers (the first two halve H and W).
+        spec_widths: channels of the spectrogram CNN (:class:`~avlearn.models.sync.SyncSpecStem`).
+        dim: embedding channels ``D`` per frame.
+    """
+
+    def __init__(
+        self,
+        widths: tuple[int, int, int] = (16, 32, 64),
+        spec_widths: tuple[int, int, int] = (16, 32, 64),
+        dim: int = 32,
+    ):
+        super().__init__()
+        w1, w2, w3 = widths
+        # frame differences as input: a visual event is then a local linear feature (as in the sync stems)
+        self.video = nn.Sequential(
+            _conv3d(6, w1, (3, 5, 5), (1, 2, 2)),
+            _conv3d(w1, w2, (3, 3, 3), (1, 2, 2)),
+            _conv3d(w2, w3, (3, 3, 3), (1, 1, 1)),
+            nn.Conv3d(w3, dim, 1),
+        )
+        self.spec = SyncSpecStem(spec_widths, dim, changes=True)
+        self.spec_proj = nn.Conv1d(dim, dim, 1)  # signed features after the stem's ReLU
+        self.num_features, self.num_classes = dim, 0
+        self._head_hidden_size = 2 * dim
+        self.stride = 4
+
+    def video_features(self, video: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, T, H, W)`` normalized frames -> ``(B, D, T, H/4, W/4)``."""
+        diff = torch.diff(video, dim=2, prepend=video[:, :, :1])  # frame t minus frame t-1
+        return self.video(torch.cat([video, diff], dim=1))
+
+    def audio_features(self, spec: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, F, 4T)`` log-mel at a 10 ms hop -> ``(B, D, T)``, one step per 40 ms video frame."""
+        return self.spec_proj(self.spec.forward_features(spec).mean(2))
+
+    def forward_features(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        v, a = self.video_features(x["video"]), self.audio_features(x["spec"])
+        t = min(v.shape[2], a.shape[2])
+        return {"video": v[:, :, :t], "spec": a[:, :, :t]}
+
+    def forward_head(self, features: dict[str, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+        v, a = features["video"], features["spec"]
+        if pre_logits:
+            return torch.cat([v.mean(dim=(2, 3, 4)), a.mean(2)], dim=1)  # (B, 2D)
+        return similarity(v, a).flatten(1)  # (B, h, w) -> (B, h·w)
+
+    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def similarity(v: torch.Tensor, a: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Cosine similarity over ``(D, T)`` of each location's sequence to the audio's: ``(B, h, w)``.
+
+    Args:
+        v: ``(B, D, T, h, w)`` visual embeddings.
+        a: ``(B, D, T)`` audio embeddings of the same clips.
+    """
+    vn = F.normalize(v.flatten(1, 2), dim=1, eps=eps)  # (B, D·T, h, w)
+    an = F.normalize(a.flatten(1), dim=1, eps=eps)  # (B, D·T)
+    return torch.einsum("bkhw,bk->bhw", vn, an)
+
+
+def pair_similarity(v: torch.Tensor, a: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Every video against every audio of a batch: ``(B_v, B_a, h, w)`` cosine maps (for contrastive losses)."""
+    vn = F.normalize(v.flatten(1, 2), dim=1, eps=eps)
+    an = F.normalize(a.flatten(1), dim=1, eps=eps)
+    return torch.einsum("ikhw,jk->ijhw", vn, an)
+
+
+def _box_sum(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Sum over the ``width`` steps centred on each step of the last axis (zero outside), same length."""
+    left = width // 2
+    c = F.pad(x, (left + 1, width - left - 1)).cumsum(-1)
+    return c[..., width:] - c[..., :-width]
+
+
+def sliding_similarity(v: torch.Tensor, a: torch.Tensor, num_frames: int, eps: float = 1e-6) -> torch.Tensor:
+    """Per-frame maps, each the :func:`similarity` of the ``num_frames`` window centred on that frame.
+
+    Equal to cutting every window and calling :func:`similarity` (tested), at the cost of three box filters.
+
+    Args:
+        v: ``(D, T, h, w)`` visual embeddings of a whole clip.
+        a: ``(D, T)`` audio embeddings of the same frames.
+        num_frames: window length in frames (the training window).
+
+    Returns:
+        ``(T, h, w)`` cosine maps.
+    """
+    dot = torch.einsum("dthw,dt->hwt", v, a)  # (h, w, T)
+    v2 = v.square().sum(0).permute(1, 2, 0)  # (h, w, T)
+    a2 = a.square().sum(0)  # (T,)
+    num = _box_sum(dot, num_frames)
+    den = (_box_sum(v2, num_frames) * _box_sum(a2, num_frames)).clamp_min(eps * eps).sqrt()
+    return (num / den).permute(2, 0, 1)
+
+
+@torch.no_grad()
+def sync_features(net: nn.Module, video: torch.Tensor, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spatial features of an ``avsync_tconv`` sync classifier's stems, for :func:`sync_cam`.
+
+    Both stems have temporal stride 1 (per 40 ms frame), so the features of a long stretch can be computed
+    once and sliced into windows.
+
+    Args:
+        net: an ``avsync_tconv`` model (``AVClassifier`` with ``TemporalConvFusion``).
+        video: ``(B, 3, T, H, W)`` normalized frames.
+        spec: ``(B, 1, F, 4T)`` log-mel.
+
+    Returns:
+        Video features ``(B, D, T, h, w)`` and audio features ``(B, D, T)``, before time encodings.
+    """
+    f = net.encoders["video"].forward_features(video)
+    a = net.encoders["spec"].forward_features(spec).mean(2)  # (B, D, F', T) -> (B, D, T), as its tokens
+    return f, a
+
+
+@torch.no_grad()
+def sync_cam(net: nn.Module, f: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Class activation map of an ``avsync_tconv`` sync classifier: ``(B, h, w)`` sync logits per location.
+
+    The classifier pools each frame's feature map into one token (spatial max + mean) before fusing it with
+    the audio. Here each location in turn stands in for the maximum (its features + the frame's mean), and
+    the map is the sync logit the classifier gives that token sequence: high where the local events are the
+    ones that go with the sound.
+
+    Args:
+        net: an ``avsync_tconv`` model.
+        f: ``(B, D, T, h, w)`` video features of a window (:func:`sync_features`).
+        a: ``(B, D, T)`` audio features of the same window.
+    """
+    from avlearn.models.sync import sinusoid
+
+    b, d, t, h, w = f.shape
+    pos = sinusoid(torch.arange(t, device=f.device), d).to(f.dtype)  # (T, D), as the stems add them
+    tokens = f + f.mean(dim=(3, 4), keepdim=True)  # each location as the frame's max
+    tokens = tokens.permute(0, 3, 4, 2, 1).reshape(b * h * w, t, d) + pos  # (B, D, T, h, w) -> (B·h·w, T, D)
+    audio = net.proj["spec"](a.transpose(1, 2) + pos).repeat_interleave(h * w, dim=0)
+    fused = net.fusion({"video": net.proj["video"](tokens), "spec": audio})
+    return net.forward_head(fused).reshape(b, h, w)
+
+
+LOCALIZER_INPUT = {"video": (3, 25, 64, 64), "spec": (1, 64, 100)}  # 1 s: 25 frames, 64 mel x 100 hops of 10 ms
+
+
+@register_model(input_size=LOCALIZER_INPUT)
+def avloc(dim: int = 32) -> AVLocalizer:
+    """Sound source localizer: 3D CNN (16-32-64, stride 4, frame differences) and log-mel CNN, time-resolved
+    embeddings of width 32 per frame, cosine maps."""
+    return AVLocalizer((16, 32, 64), (16, 32, 64), dim)
+
+
+@register_model(input_size={"video": (3, 8, 32, 32), "spec": (1, 32, 32)})
+def avloc_tiny(dim: int = 8) -> AVLocalizer:
+    """Tiny sound source localizer for tests."""
+    return AVLocalizer((4, 8, 8), (4, 8, 8), dim)

@@ -1,0 +1,298 @@
+"""``avlearn localize CLIP --out DIR``: where in the picture does the sound come from, frame by frame?
+
+Writes ``heatmap.mp4`` (each frame with its map over it, and the clip's original audio), ``grid.png``
+(frames evenly spread over the clip, above the same frames with their maps) and ``peaks.json`` (per frame:
+the map's peak in pixels and in [0, 1] coordinates, its maximum and mean similarity, and whether the
+window was silent).
+
+Each frame's map comes from the model's window (1 s) centred on it. The clip is read in chunks of
+``CHUNK_S`` seconds with half a window of margin on each side, so clips of any length are localized with
+bounded memory for the model (the overlay video itself is held until it is written). Windows whose audio
+is silent get no map (nothing sounds, so nothing can be localized): they are marked in ``peaks.json`` and
+shown without an overlay.
+
+Two kinds of checkpoints are accepted: a ``localize`` checkpoint (``avlearn fit -c recipes/localization/...``;
+the shipped ``assets/checkpoints/localize_instruments`` is the default), or a ``sync`` checkpoint of an
+``avsync_tconv`` model, which localizes by class activation over its spatial features (Owens & Efros 2018).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from avlearn.io import ClipRangeError, MissingStreamError, probe, read_audio, read_clip, write_video
+from avlearn.io.write import atomic_path
+from avlearn.models.weights import CheckpointError, load_weights, read_weights_info
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "localize_instruments"
+CHUNK_S = 20.0
+MIN_DURATION_S = 0.2  # five frames at 25 fps: less than that is not a clip to localize a sound in
+SILENCE_DBFS = -60.0  # a window quieter than this (RMS) has no sound to localize
+
+
+class Localizer:
+    """A trained localizer: frames and audio of a clip -> one map per frame.
+
+    Args:
+        checkpoint: a ``localize`` checkpoint, or a ``sync`` checkpoint of ``avsync_tconv`` (class activation).
+    """
+
+    def __init__(self, checkpoint: str | Path = DEFAULT_CHECKPOINT):
+        from avlearn.audio import LogMel
+
+        task = read_weights_info(checkpoint).get("task")
+        if task not in ("localize", "sync"):
+            raise CheckpointError(f"{checkpoint}: a '{task}' checkpoint; localize needs a 'localize' or 'sync' one")
+        net, doc = load_weights(checkpoint, task=task)
+        if task == "sync" and doc["model"] != "avsync_tconv":
+            raise CheckpointError(f"{checkpoint}: class activation maps need an avsync_tconv sync model")
+        if task == "sync":
+            # evaluate the stem's last conv at every position instead of every other: the same features on a
+            # grid twice as dense (H/8 instead of H/16), since nothing after it looks at neighbours
+            net.encoders["video"].features[-1][0].stride = (1, 1, 1)
+        self.net, self.task, self.checkpoint = net.eval(), task, str(checkpoint)
+        pre = doc["preprocessing"]
+        self.method = pre.get("method", "ezvsl") if task == "localize" else "sync_cam"
+        self.fps, self.sample_rate, self.size = float(pre["fps"]), int(pre["sample_rate"]), int(pre["size"])
+        self.num_frames = round(pre["window"] * self.fps)
+        self.temperature = float(pre.get("temperature", 0.07))
+        hop = round(self.sample_rate * pre["spec_hop_s"])
+        self.logmel = LogMel(self.sample_rate, n_fft=512, hop_length=hop, n_mels=pre["n_mels"])
+
+    def _inputs(self, frames: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 ``(T, H, W, 3)`` frames of any size, ``(S,)`` audio -> model video ``(1, 3, T, s, s)``, spec."""
+        from avlearn.video.transforms import normalize_video
+
+        video = normalize_video(frames[None])  # (1, 3, T, H, W)
+        if video.shape[-2:] != (self.size, self.size):  # square, as in training
+            t = video.shape[2]
+            flat = video.transpose(1, 2).flatten(0, 1)  # (T, 3, H, W)
+            flat = F.interpolate(flat, size=(self.size, self.size), mode="bilinear", antialias=True)
+            video = flat.view(1, t, 3, self.size, self.size).transpose(1, 2)
+        spec = self.logmel(audio[None])[..., : 4 * frames.shape[0]].unsqueeze(1)  # (1, 1, F, 4T)
+        return video, spec
+
+    @torch.no_grad()
+    def frame_maps(
+        self, frames: torch.Tensor, audio: torch.Tensor, at: list[int] | None = None, batch_size: int = 16
+    ) -> torch.Tensor:
+        """Maps ``(T, h, w)`` of one stretch of a clip; frame ``t``'s map from the window centred on it.
+
+        Args:
+            frames: ``(T, H, W, 3)`` uint8 at the model's frame rate.
+            audio: ``(S,)`` at the model's sample rate, aligned with the frames (``T / fps`` seconds).
+            at: only these frames (default: all); the class activation maps then score only their windows.
+            batch_size: windows scored together (class activation maps only).
+        """
+        from avlearn.models.localize import sliding_similarity, sync_cam, sync_features
+
+        video, spec = self._inputs(frames, audio)
+        t = frames.shape[0]
+        if self.task == "localize":
+            out = self.net.forward_features({"video": video, "spec": spec})
+            maps = sliding_similarity(out["video"][0], out["spec"][0], self.num_frames)
+            if self.method == "attention":  # the map is the attention over locations, as the model was trained
+                maps = (maps.flatten(1) / self.temperature).softmax(1).view_as(maps)
+            maps = F.pad(maps, (0, 0, 0, 0, 0, t - maps.shape[0]))  # the audio may end a frame early
+            return maps if at is None else maps[at]
+        # sync CAM: the stems once over the stretch, then the fusion on the window around each frame
+        f, a = sync_features(self.net, video, spec)
+        n = min(self.num_frames, t, a.shape[-1])
+        starts = [min(max(0, k - n // 2), min(t, a.shape[-1]) - n) for k in (range(t) if at is None else at)]
+        maps = []
+        for i in range(0, len(starts), batch_size):
+            s0 = starts[i : i + batch_size]
+            fw = torch.cat([f[:, :, s : s + n] for s in s0])
+            aw = torch.cat([a[..., s : s + n] for s in s0])
+            maps.append(sync_cam(self.net, fw, aw))
+        return torch.cat(maps)
+
+
+@dataclass
+class FramePeak:
+    time: float
+    silent: bool
+    peak_x: int | None = None  # pixels of the written video
+    peak_y: int | None = None
+    peak_u: float | None = None  # the same in [0, 1] of the width / height
+    peak_v: float | None = None
+    max: float | None = None  # of the raw map (cosine similarity, attention weight or sync logit)
+    mean: float | None = None
+
+
+def window_rms_dbfs(audio: torch.Tensor, num_frames: int, fps: float, sample_rate: int, width: int) -> torch.Tensor:
+    """RMS level (dBFS) of the ``width``-frame window centred on each of ``num_frames`` frames."""
+    per_frame = round(sample_rate / fps)
+    energy = F.pad(audio, (0, max(0, num_frames * per_frame - audio.shape[0])))[: num_frames * per_frame]
+    energy = energy.view(num_frames, per_frame).square().mean(1)
+    kernel = torch.ones(1, 1, width) / width
+    smooth = F.conv1d(F.pad(energy[None, None], (width // 2, (width - 1) // 2), mode="replicate"), kernel)[0, 0]
+    return 10 * torch.log10(smooth.clamp_min(1e-12))
+
+
+def overlay(frames: torch.Tensor, maps: torch.Tensor, silent: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """``(T, H, W, 3)`` uint8 frames with min-max normalized ``(T, H, W)`` maps in the jet colormap blended in
+    (none on silent frames)."""
+    from matplotlib import colormaps
+
+    lut = torch.from_numpy(colormaps["jet"](np.linspace(0, 1, 256))[:, :3]).float() * 255
+    heat = lut[(maps.clamp(0, 1) * 255).round().long()]  # (T, H, W, 3)
+    weight = torch.where(silent, 0.0, alpha)[:, None, None, None]
+    return (frames.float() * (1 - weight) + heat * weight).round().clamp(0, 255).to(torch.uint8)
+
+
+def normalize_each(maps: torch.Tensor) -> torch.Tensor:
+    """Min-max per map ``(T, H, W)`` (constant maps -> zeros)."""
+    lo = maps.flatten(1).amin(1)[:, None, None]
+    hi = maps.flatten(1).amax(1)[:, None, None]
+    return (maps - lo) / (hi - lo).clamp_min(1e-12)
+
+
+def write_grid(path: Path, frames: torch.Tensor, over: torch.Tensor, peaks: list[FramePeak], num: int = 6) -> None:
+    """``grid.png``: ``num`` frames spread over the clip, above the same frames with their maps and peaks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    idx = np.linspace(0, frames.shape[0] - 1, min(num, frames.shape[0])).round().astype(int)
+    h, w = frames.shape[1:3]
+    fig, axes = plt.subplots(2, len(idx), figsize=(2.2 * len(idx) * w / max(h, w) + 0.2, 4.6), squeeze=False)
+    for col, k in enumerate(idx):
+        axes[0, col].imshow(frames[k].numpy())
+        axes[0, col].set_title(f"{peaks[k].time:.2f} s", fontsize=9)
+        axes[1, col].imshow(over[k].numpy())
+        if not peaks[k].silent:
+            axes[1, col].plot(peaks[k].peak_x, peaks[k].peak_y, "w+", markersize=12, markeredgewidth=2)
+        else:
+            axes[1, col].set_title("silent", fontsize=9)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+@dataclass
+class LocalizeResult:
+    path: str
+    out: str
+    frames: int
+    fps: float
+    silent_frames: int
+    method: str
+    checkpoint: str
+
+
+def localize(
+    path: str | Path, out: str | Path, checkpoint: str | Path = DEFAULT_CHECKPOINT, *, size: int = 224
+) -> LocalizeResult:
+    """Localizes the sound of a clip frame by frame and writes ``heatmap.mp4``, ``grid.png``, ``peaks.json``.
+
+    Args:
+        path: media file with video and audio.
+        out: output folder (created).
+        checkpoint: a ``localize`` or ``avsync_tconv`` ``sync`` checkpoint.
+        size: shorter side of the written video in pixels (the aspect ratio and rotation of the file are kept).
+
+    Raises:
+        MediaError: unreadable file, no video, or no audio stream.
+        ClipRangeError: a clip shorter than ``MIN_DURATION_S``.
+        CheckpointError: missing checkpoint, or one of another task.
+    """
+    loc = Localizer(checkpoint)
+    info = probe(path)
+    for stream, name in ((info.video, "video"), (info.audio, "audio")):
+        if stream is None:
+            raise MissingStreamError(path, f"the file has no {name} stream; localize needs both picture and sound")
+    duration = info.duration if info.video.duration is None else info.video.start + info.video.duration
+    if duration < MIN_DURATION_S:
+        raise ClipRangeError(path, f"the clip is {duration:.2f} s long; localize needs at least {MIN_DURATION_S} s")
+    if duration < loc.num_frames / loc.fps:
+        warnings.warn(
+            f"{path}: the clip ({duration:.2f} s) is shorter than the model's {loc.num_frames / loc.fps:.2f} s "
+            "window; its maps come from fewer audio events and are less reliable",
+            stacklevel=2,
+        )
+    margin = (loc.num_frames // 2 + 4) / loc.fps  # half a window plus the CNN's temporal reach
+    frames_all, maps_all, levels = [], [], []
+    total = max(1, math.floor(duration * loc.fps + 1e-6))
+    for c0 in range(0, total, round(CHUNK_S * loc.fps)):
+        c1 = min(total, c0 + round(CHUNK_S * loc.fps))
+        r0 = max(0, c0 - round(margin * loc.fps))
+        r1 = min(total, c1 + round(margin * loc.fps))
+        clip = read_clip(path, r0 / loc.fps, (r1 - r0) / loc.fps, fps=loc.fps, size=size, sample_rate=loc.sample_rate)
+        frames = clip.video.permute(1, 2, 3, 0)  # (C, T, H, W) -> (T, H, W, C)
+        audio = clip.audio[0]
+        maps = loc.frame_maps(frames, audio)
+        keep = slice(c0 - r0, c1 - r0)
+        frames_all.append(frames[keep])
+        maps_all.append(maps[keep])
+        levels.append(window_rms_dbfs(audio, frames.shape[0], loc.fps, loc.sample_rate, loc.num_frames)[keep])
+    frames, maps, level = torch.cat(frames_all), torch.cat(maps_all), torch.cat(levels)
+    silent = level < SILENCE_DBFS
+    if silent.all():
+        warnings.warn(
+            f"{path}: the audio is silent (below {SILENCE_DBFS:.0f} dBFS): no sound to localize", stacklevel=2
+        )
+    h, w = frames.shape[1:3]
+    big = F.interpolate(maps[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+    norm = normalize_each(big)
+    peaks = []
+    for k in range(frames.shape[0]):
+        time = round(k / loc.fps, 4)
+        if silent[k]:
+            peaks.append(FramePeak(time, True))
+            continue
+        y, x = divmod(int(big[k].argmax()), w)
+        m = maps[k]
+        peaks.append(FramePeak(time, False, x, y, (x + 0.5) / w, (y + 0.5) / h, float(m.max()), float(m.mean())))
+    over = overlay(frames, norm, silent)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    wav, sr = read_audio(path, mono=False)  # the original audio, at its own rate and channels
+    write_video(out / "heatmap.mp4", over.permute(3, 0, 1, 2), loc.fps, wav, sr, protect=[path])
+    write_grid(out / "grid.png", frames, over, peaks)
+    doc = {
+        "clip": str(path),
+        "checkpoint": loc.checkpoint,
+        "method": loc.method,
+        "fps": loc.fps,
+        "width": w,
+        "height": h,
+        "window_s": loc.num_frames / loc.fps,
+        "frames": [asdict(p) for p in peaks],
+    }
+    with atomic_path(out / "peaks.json") as tmp:
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    return LocalizeResult(str(path), str(out), len(peaks), loc.fps, int(silent.sum()), loc.method, loc.checkpoint)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("clip", help="video file with audio")
+    parser.add_argument("--out", required=True, help="folder for heatmap.mp4, grid.png and peaks.json")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="localize or sync checkpoint")
+    parser.add_argument("--size", type=int, default=224, help="shorter side of the written video (default 224)")
+
+
+def run(args: argparse.Namespace) -> int:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = localize(args.clip, args.out, args.checkpoint, size=args.size)
+    for w in caught:
+        print(f"avlearn localize: warning: {w.message}")
+    print(
+        f"{result.path}: {result.frames} frames at {result.fps:g} fps localized with {result.method} "
+        f"({result.silent_frames} silent) -> {result.out}/heatmap.mp4, grid.png, peaks.json"
+    )
+    return 0
