@@ -207,3 +207,48 @@ def test_localize_odd_sizes_and_rotation(tmp_path, rotation, capsys):
     assert (peaks["height"] > peaks["width"]) == (rotation == 90)
     assert len(peaks["frames"]) == n
     assert all(0 <= f["peak_u"] <= 1 and 0 <= f["peak_v"] <= 1 for f in peaks["frames"])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    from avlearn.data.synth import synthesize
+    from avlearn.data.worlds import WorldConfig
+
+    out = tmp_path_factory.mktemp("world")
+    config = WorldConfig(size=32, duration=2.0)
+    synthesize("instruments", out, 4, seed=0, split="train", config=config, workers=0)
+    synthesize("instruments", out, 2, seed=1, split="val", config=config, workers=0)
+    return out
+
+
+@pytest.mark.parametrize("method", ["ezvsl", "lvs", "attention"])
+def test_recipe_fits_and_its_weights_localize(method, world, tmp_path, capsys):
+    """`avlearn fit -c recipes/localization/instruments_METHOD.yaml` on a tiny rendered world (tiny model, one
+    epoch) exports `localize` weights that `avlearn localize` runs with."""
+    from avlearn.models.weights import load_weights
+
+    run = tmp_path / "run"
+    args = [
+        "fit", "-c", str(ROOT / "recipes" / "localization" / f"instruments_{method}.yaml"),
+        "--model.init_args.model", "avloc_tiny",
+        "--data.init_args.train_manifest", str(world / "train.jsonl"),
+        "--data.init_args.val_manifest", str(world / "val.jsonl"),
+        "--data.init_args.size", "32",
+        "--data.init_args.window", "0.5",
+        "--data.init_args.val_starts", "[0.5]",
+        "--data.init_args.batch_size", "4",
+        "--trainer.max_epochs", "1",
+        "--trainer.default_root_dir", str(run),
+        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir", str(run),
+        "--trainer.enable_progress_bar", "false",
+    ]  # fmt: skip
+    assert main(args) == 0
+    weights = next(run.glob("**/weights/last.safetensors"))
+    _, doc = load_weights(weights, task="localize")
+    assert doc["preprocessing"]["method"] == method and doc["preprocessing"]["window"] == 0.5
+    assert "val/pointing" in doc["meta"]["metrics"]
+    clip = sorted((world / "val").glob("*.mp4"))[0]
+    assert main(["localize", str(clip), "--out", str(tmp_path / "out"), "--checkpoint", str(weights)]) == 0
+    assert method in capsys.readouterr().out
+    assert len(json.loads((tmp_path / "out" / "peaks.json").read_text())["frames"]) == 50

@@ -6,8 +6,9 @@ Every objective scores the cosine maps ``S_ij`` of video ``i`` against audio ``j
 - ``lvs`` (Chen et al., CVPR 2021, "Localizing Visual Sounds the Hard Way"): from the image's own map, a
   soft positive region ``sigmoid((S_ii - eps_pos) / tau)`` and a soft hard-negative background
   ``1 - sigmoid((S_ii - eps_neg) / tau)``; the positive is the mean similarity inside the region, the hard
-  negative the mean over the background, the easy negatives the mean of other clips' maps, and the loss the
-  cross-entropy of picking the positive.
+  negative the mean over the background, the easy negatives the mean inside the positive region of each
+  other clip's audio on this picture (as the authors' code does), and the loss the cross-entropy of picking
+  the positive.
 - ``ezvsl`` (Mo & Morgado, ECCV 2022, "Localizing Visual Sounds the Easy Way"): multiple-instance contrastive
   learning, a clip pair's score is the maximum of its map over locations; symmetric InfoNCE over the batch.
 - ``attention`` (Senocak et al., CVPR 2018): a softmax attention over locations guided by the audio pools
@@ -253,13 +254,16 @@ class LocalizationTask(L.LightningModule):
             logits = s.flatten(2).amax(2) / h.temperature  # max over locations: multiple-instance
             return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
         if h.method == "lvs":
-            own = s[labels, labels].flatten(1)  # (B, h·w)
-            pos_region = torch.sigmoid((own - h.eps_pos) / h.tau)
+            flat = s.flatten(2)  # (B, B, h·w)
+            pos_region = torch.sigmoid((flat - h.eps_pos) / h.tau)  # each pair's own soft positive region
+            region_mean = (pos_region * flat).sum(2) / pos_region.sum(2).clamp_min(1e-6)  # (B, B)
+            pos = region_mean.diagonal()
+            own = flat[labels, labels]  # (B, h·w)
             neg_region = 1 - torch.sigmoid((own - h.eps_neg) / h.tau)
-            pos = (pos_region * own).sum(1) / pos_region.sum(1).clamp_min(1e-6)
             hard = (neg_region * own).sum(1) / neg_region.sum(1).clamp_min(1e-6)
-            easy = s.flatten(2).mean(2)  # (B, B): other clips' maps, averaged over locations
-            easy = easy.masked_fill(torch.eye(b, dtype=torch.bool, device=s.device), float("-inf"))
+            # easy negatives: the positive region of another clip's audio on this picture (so a region that
+            # lights up whatever the sound cannot win)
+            easy = region_mean.masked_fill(torch.eye(b, dtype=torch.bool, device=s.device), float("-inf"))
             logits = torch.cat([pos[:, None], hard[:, None], easy], dim=1) / h.temperature
             return F.cross_entropy(logits, torch.zeros_like(labels))
         # attention (Senocak et al.): the audio-guided attention pools video i's embeddings, for audio i and
