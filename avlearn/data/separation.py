@@ -138,7 +138,9 @@ def extract_tracks(
         return SourceTracks(t["crops"], t["stems"], t["clip"], t["mixture"], t["noise"], fps, sample_rate, rows_kept)
     jobs = [(r, fps, sample_rate, duration) for r in present]
     if workers > 0 and len(jobs) > 4:
-        ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        # forkserver, not fork: a child forked after the parent ran OpenMP work (torch ops) can hang in its own
+        # first parallel region (seen here in grid_sample on the second manifest of a process)
+        ctx = multiprocessing.get_context("forkserver" if sys.platform == "linux" else "spawn")
         with ctx.Pool(workers) as pool:
             results = pool.map(_clip_tracks, jobs, chunksize=4)
     else:

@@ -43,6 +43,7 @@ def save_weights(
     task: str,
     preprocessing: dict[str, Any] | None = None,
     meta: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Path:
     """Writes ``path.safetensors`` and ``path.json`` atomically.
 
@@ -54,12 +55,16 @@ def save_weights(
         task: what it was trained for (``sync``, ``separation``, ...); loaders check it.
         preprocessing: what inputs must look like (JSON-serializable).
         meta: anything else worth keeping (metrics, recipe, steps).
+        dtype: store floating-point tensors in this type (``torch.float16`` halves a shipped checkpoint;
+            loading casts them back to the model's type).
 
     Returns:
         The ``.safetensors`` path.
     """
     weights, info = _paths(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     doc = {
         "format": "avlearn-weights",
         "format_version": FORMAT_VERSION,

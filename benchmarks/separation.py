@@ -1,0 +1,251 @@
+"""Separation figures for the README: held-out clips, mix-and-separate mixtures, real talking heads, speed.
+
+    python benchmarks/separation.py --checkpoint assets/checkpoints/separate_speakers \
+        --pit-checkpoint runs/separation/speakers_pit/version_0/weights/best \
+        --manifest data/speakers160/test.jsonl --real ../shared/real/video
+
+1. Test clips in which 2 (3) faces all speak: the full `avlearn separate` pipeline on the mp4 (decode, face
+   tracks, mouth crops, windows), each track matched to its true face by box overlap to find its reference
+   stem. Rows: the mixture itself, the audio-only PIT model of the same size (whole clip at once, outputs
+   assigned to references by the best permutation: an oracle assignment it is given), the visual model,
+   and the ideal ratio mask (oracle, mixture phase). Metrics: SI-SDR and its improvement over the mixture,
+   BSS-eval SDR/SIR/SAR (order given by the video), STOI, and whether the voice went to the right face
+   (the estimate's SI-SDR is highest against its own face's reference).
+2. Mix-and-separate mixtures of test tracks from different clips (2 and 3 sources), SI-SDR improvement
+   and SDR; for the ``instruments`` world (``--manifest data/instruments/test.jsonl``) this is the only part.
+3. Real talking heads (../shared/real/video): every pair side by side, audio summed at equal loudness.
+4. Speed: a 10 s 1280x720 two-speaker clip (two real heads side by side) end to end, and the model alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avlearn.audio import STFT
+from avlearn.audio.masks import ideal_ratio_mask
+from avlearn.data import load_annotations
+from avlearn.data.manifest import read_manifest
+from avlearn.data.separation import MixTracks, extract_tracks
+from avlearn.io import read_audio, read_clip, write_video
+from avlearn.metrics.separation import bss_eval, si_sdr, si_sdr_matrix, stoi
+from avlearn.pipelines.separate import load_separator, separate_clip, write_result
+from avlearn.video.faces import iou
+
+SR = 16000
+
+
+def irm(mixture: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+    stft = STFT(512, 160)
+    x, s = stft(mixture), stft(refs)
+    return stft.inverse(x.unsqueeze(0) * ideal_ratio_mask(s, x), mixture.shape[-1])
+
+
+def pit(task, mixture: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+    """Audio-only estimates in the order of ``refs`` (best permutation by SI-SDR)."""
+    n = mixture.shape[-1] // 640 * 640  # a whole number of 4-hop columns
+    with torch.no_grad():
+        est = task.separate(mixture[None, :n])[0]
+    est = torch.nn.functional.pad(est, (0, mixture.shape[-1] - n))
+    k = min(est.shape[0], refs.shape[0])
+    m = si_sdr_matrix(est, refs)
+    best = max(itertools.permutations(range(est.shape[0]), k), key=lambda p: sum(m[p[i], i] for i in range(k)))
+    return est[list(best)]
+
+
+def scores(est: torch.Tensor, refs: torch.Tensor, mixture: torch.Tensor, speech: bool = True) -> dict[str, list]:
+    n = min(est.shape[-1], refs.shape[-1], mixture.shape[-1])
+    est, refs, mixture = est[:, :n], refs[:, :n], mixture[:n]
+    m = si_sdr_matrix(est, refs)
+    base = si_sdr(mixture.expand_as(refs), refs)
+    out = {
+        "si_sdr": m.diagonal().tolist(),
+        "si_sdri": (m.diagonal() - base).tolist(),
+        "assigned": (m.argmax(1) == torch.arange(len(refs))).tolist(),
+    }
+    bss = bss_eval(est, refs)
+    out.update({k: v.tolist() for k, v in bss.items()})
+    if speech:
+        out["stoi"] = [stoi(e, r, SR) for e, r in zip(est, refs)]
+    return out
+
+
+def merge(table: dict[str, dict[str, list]], name: str, s: dict[str, list]) -> None:
+    row = table.setdefault(name, {})
+    for k, v in s.items():
+        row.setdefault(k, []).extend(v)
+
+
+def print_table(title: str, table: dict[str, dict[str, list]]) -> None:
+    print(f"\n{title}")
+    cols = ["si_sdri", "si_sdr", "sdr", "sir", "sar", "stoi", "assigned"]
+    print("| method | n | " + " | ".join(cols) + " |")
+    print("|---|---:|" + "---:|" * len(cols))
+    for name, row in table.items():
+        n = len(row["si_sdr"])
+        vals = [f"{np.mean(row[c]):.2f}" if c in row else "-" for c in cols]
+        print(f"| {name} | {n} | " + " | ".join(vals) + " |")
+
+
+def test_clips(args, task_pit) -> None:
+    rows = read_manifest(args.manifest)
+    for num in (2, 3):
+        picked = [r for r in rows if r["meta"]["num_faces"] == num and r["meta"]["num_speaking"] == num]
+        picked = picked[: args.max_clips]
+        table: dict[str, dict[str, list]] = {}
+        missed = 0
+        t0 = time.perf_counter()
+        for row in picked:
+            result = separate_clip(row["path"], args.checkpoint)
+            ann = load_annotations(row["annotations"])
+            truth = ann["boxes"]
+            order = []
+            for tr in result.tracks:
+                ov = [
+                    np.mean([iou(tr.boxes[t] * result.scale, truth[t, k]) for t in range(0, len(truth), 5)])
+                    for k in range(num)
+                ]
+                order.append(int(np.argmax(ov)) if max(ov) > 0.3 else -1)
+            if sorted(order) != list(range(num)):
+                missed += 1
+                continue
+            sources = sorted(row["sources"], key=lambda s: s["index"])
+            refs = torch.stack([read_audio(sources[k]["stem"], SR)[0][0] for k in order])
+            n = min(refs.shape[1], result.voices.shape[1])
+            refs, mixture = refs[:, :n], result.mixture[:n]
+            merge(table, "mixture", scores(mixture.expand(num, n).clone(), refs, mixture))
+            if task_pit is not None and num == 2:
+                merge(table, "audio-only PIT (oracle assignment)", scores(pit(task_pit, mixture, refs), refs, mixture))
+            merge(table, "visual (mouth tracks)", scores(result.voices[:, :n], refs, mixture))
+            merge(table, "ideal ratio mask (oracle)", scores(irm(mixture, refs), refs, mixture))
+        took = time.perf_counter() - t0
+        print_table(
+            f"{num}-speaker test clips ({len(picked)} clips, {missed} with a face the tracker missed, skipped; "
+            f"{took:.0f} s)",
+            table,
+        )
+
+
+def mixtures(args, task_vis, task_pit) -> None:
+    tracks = extract_tracks(read_manifest(args.manifest), cache_dir=Path(args.manifest).parent / ".avlearn-cache")
+    for num in (2, 3):
+        ds = MixTracks(
+            tracks, 2.0, num, 0.0, sounding_only=True, deterministic=True, seed=777, length=args.num_mixtures
+        )
+        if num not in args.num_sources:
+            continue
+        table: dict[str, dict[str, list]] = {}
+        for i in range(len(ds)):
+            item = ds[i]
+            refs, mix, crops = item["sources"][:num], item["mixture"], item["crops"][:num]
+            with torch.no_grad():
+                est = task_vis.separate(mix[None], crops[None])[0]
+            merge(table, "mixture", scores(mix.expand(num, -1).clone(), refs, mix, speech=False))
+            if task_pit is not None and num == 2:
+                merge(table, "audio-only PIT (oracle assignment)", scores(pit(task_pit, mix, refs), refs, mix, False))
+            merge(table, f"visual ({args.tracks} tracks)", scores(est, refs, mix, speech=False))
+            merge(table, "ideal ratio mask (oracle)", scores(irm(mix, refs), refs, mix, speech=False))
+        print_table(f"mix-and-separate: {num} test tracks from different clips, 2 s, equal gain", table)
+
+
+def side_by_side(paths: list[Path], duration: float, height: int, width: int, out: Path) -> torch.Tensor:
+    """Writes the clips side by side (each resized into an equal column), audio summed at equal RMS.
+    Returns the references ``(K, S)`` as mixed (looped to ``duration`` when a clip is shorter)."""
+    fps, cols = 25, len(paths)
+    frames, refs = [], []
+    n_frames, n_samples = round(duration * fps), round(duration * SR)
+    for p in paths:
+        info_clip = read_clip(p, 0, 100.0, fps=fps, size=(height, width // cols), sample_rate=SR)
+        v_len = max(1, round(info_clip.valid_duration * fps))
+        v = info_clip.video[:, :v_len]
+        a = info_clip.audio[0, : round(v_len / fps * SR)]
+        reps = int(np.ceil(n_frames / v_len))
+        frames.append(v.repeat(1, reps, 1, 1)[:, :n_frames])
+        a = a.repeat(reps)[:n_samples]
+        refs.append(a / a.pow(2).mean().sqrt() * 0.05)
+    refs = torch.stack(refs)
+    write_video(out, torch.cat(frames, dim=3), fps, refs.sum(0, keepdim=True), SR)
+    return refs
+
+
+def real_pairs(args) -> None:
+    heads = sorted(Path(args.real).glob("talking_head_*.mp4"))
+    table: dict[str, dict[str, list]] = {}
+    print(f"\nreal talking heads side by side ({len(heads)} clips, every ordered pair)")
+    with tempfile.TemporaryDirectory() as tmp:
+        for a, b in itertools.permutations(heads, 2):
+            out = Path(tmp) / f"{a.stem}+{b.stem}.mp4"
+            refs = side_by_side([a, b], 5.0, 360, 720, out)
+            result = separate_clip(out, args.checkpoint)
+            if len(result.tracks) != 2:
+                print(f"  {out.name}: {len(result.tracks)} face tracks, skipped")
+                continue
+            mixture = result.mixture
+            n = min(mixture.shape[0], refs.shape[1])
+            s = scores(result.voices[:, :n], refs[:, :n], mixture[:n])
+            merge(table, "visual (mouth tracks)", s)
+            merge(table, "mixture", scores(mixture[:n].expand(2, n).clone(), refs[:, :n], mixture[:n]))
+            print(f"  {out.name}: SI-SDRi {s['si_sdri'][0]:+.1f} / {s['si_sdri'][1]:+.1f} dB, assigned {s['assigned']}")
+    print_table("real pairs", table)
+
+
+def speed(args) -> None:
+    heads = sorted(Path(args.real).glob("talking_head_*.mp4"))
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "two_heads_720p.mp4"
+        side_by_side([heads[0], heads[-1]], 10.0, 720, 1280, clip)
+        timings = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            result = separate_clip(clip, args.checkpoint)
+            write_result(result, Path(tmp) / "out")
+            timings.append((time.perf_counter() - t0, result.timings))
+    total, parts = min(timings, key=lambda x: x[0])
+    print(f"\nspeed: 10 s 1280x720 two-speaker clip, end to end {total:.2f} s (best of {args.repeats})")
+    print("  " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items()))
+    print(f"  model + overlap-add alone: real-time factor {parts['separate_s'] / 10.0:.3f}")
+    task, pre, _ = load_separator(args.checkpoint)
+    mix = torch.randn(1, 2 * SR) * 0.05
+    crops = torch.randint(0, 255, (1, 2, 50, *pre["crop_size"], 3), dtype=torch.uint8)
+    with torch.no_grad():
+        task.separate(mix, crops)
+        t0 = time.perf_counter()
+        for _ in range(10):
+            task.separate(mix, crops)
+    per = (time.perf_counter() - t0) / 10
+    print(f"  one 2 s window, 2 speakers: {per * 1000:.0f} ms (real-time factor {per / 2.0:.3f})")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default="assets/checkpoints/separate_speakers")
+    p.add_argument("--pit-checkpoint", default=None)
+    p.add_argument("--manifest", default="data/speakers160/test.jsonl")
+    p.add_argument("--max-clips", type=int, default=200)
+    p.add_argument("--num-mixtures", type=int, default=200)
+    p.add_argument("--real", default=None, help="folder of real talking heads (../shared/real/video)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--only", choices=["clips", "mixtures", "real", "speed"], default=None)
+    p.add_argument("--num-sources", type=int, nargs="+", default=[2, 3], help="mixture sizes to evaluate")
+    args = p.parse_args()
+    args.tracks = "mouth" if "speakers" in Path(args.manifest).parent.name else "object"
+    torch.manual_seed(0)
+    task_pit = load_separator(args.pit_checkpoint)[0] if args.pit_checkpoint else None
+    if args.only in (None, "clips") and args.tracks == "mouth":
+        test_clips(args, task_pit)
+    if args.only in (None, "mixtures"):
+        mixtures(args, load_separator(args.checkpoint)[0], task_pit)
+    if args.real and args.only in (None, "real"):
+        real_pairs(args)
+    if args.real and args.only in (None, "speed"):
+        speed(args)
+
+
+if __name__ == "__main__":
+    main()
