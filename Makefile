@@ -21,6 +21,7 @@ system-deps:
 demo: venv
 	$(VENV)/bin/avlearn demo --out out/demo
 	$(VENV)/bin/avlearn sync-offset assets/demo/speakers/test/000001.mp4 --shift-audio-ms 200
+	$(VENV)/bin/avlearn separate assets/demo/speakers/test/000001.mp4 --out out/separate
 
 test: venv system-deps
 	$(VENV)/bin/python -m pytest -q

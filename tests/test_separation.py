@@ -1,0 +1,253 @@
+"""Separation: metrics against their definitions, face tracks, mixing, losses, training, and `avlearn separate`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from avlearn.cli import main
+from avlearn.data import load_annotations
+from avlearn.data.manifest import read_manifest
+from avlearn.data.separation import MixTracks, extract_tracks
+from avlearn.io import read_audio, read_clip
+from avlearn.metrics.separation import bss_eval, si_sdr, si_sdr_matrix, stoi
+from avlearn.pipelines.separate import DEFAULT_CHECKPOINT, separate_clip
+from avlearn.tasks.separate import Separation, snr_loss
+from avlearn.video.faces import crop_boxes, iou, mouth_boxes, track_faces
+
+DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo" / "speakers"
+torch.set_num_threads(2)
+
+
+def _noisy(ref: torch.Tensor, snr_db: float, seed: int = 0) -> torch.Tensor:
+    noise = torch.randn(ref.shape, generator=torch.Generator().manual_seed(seed))
+    noise = noise - noise.mean()
+    noise *= ref.norm() / noise.norm() / 10 ** (snr_db / 20)
+    return ref + noise
+
+
+def test_si_sdr_matches_the_snr_of_an_orthogonal_error_and_ignores_scale():
+    t = torch.arange(16000) / 16000
+    ref = torch.sin(2 * torch.pi * 220 * t)
+    est = _noisy(ref, 10.0)
+    # noise is nearly orthogonal to the reference: SI-SDR ~ SNR, and scaling the estimate changes nothing
+    assert abs(float(si_sdr(est, ref)) - 10.0) < 0.2
+    assert abs(float(si_sdr(0.1 * est, ref)) - float(si_sdr(est, ref))) < 1e-3
+    m = si_sdr_matrix(torch.stack([est, ref]), torch.stack([ref, torch.randn(16000)]))
+    assert m[0, 0] > 9 and m[1, 0] > 60 and m[0, 1] < 0
+
+
+def test_bss_eval_keeps_the_given_order():
+    g = torch.Generator().manual_seed(0)
+    refs = torch.randn(2, 8000, generator=g)
+    est = torch.stack([_noisy(refs[0], 20, 1), _noisy(refs[1], 20, 2)])
+    good = bss_eval(est, refs)
+    swapped = bss_eval(est.flip(0), refs)  # compute_permutation=False: the swap is scored as a swap
+    assert (good["sdr"] > 15).all() and (good["sir"] > 30).all()
+    assert (swapped["sdr"] < 0).all()
+
+
+@pytest.mark.parametrize("num_sources", [2, 3])
+def test_bss_eval_equals_mir_eval(num_sources):
+    separation = pytest.importorskip("mir_eval.separation")
+    g = torch.Generator().manual_seed(num_sources)
+    refs = torch.randn(num_sources, 6000, generator=g)
+    mixing = torch.eye(num_sources) + 0.3 * torch.rand(num_sources, num_sources, generator=g)
+    est = mixing @ refs + 0.1 * torch.randn(num_sources, 6000, generator=g)
+    est[0] = torch.from_numpy(np.convolve(est[0].numpy(), [0.6, 0.3, 0.1])[:6000])  # a filtered estimate
+    ours = bss_eval(est, refs)
+    with pytest.warns(FutureWarning):
+        sdr, sir, sar, perm = separation.bss_eval_sources(refs.double().numpy(), est.double().numpy(), False)
+    np.testing.assert_allclose(ours["sdr"], sdr, atol=1e-6)
+    np.testing.assert_allclose(ours["sir"], sir, atol=1e-6)
+    np.testing.assert_allclose(ours["sar"], sar, atol=1e-6)
+
+
+def test_stoi_of_clean_speech_is_one_and_drops_with_noise():
+    wav, sr = read_audio(DEMO / "test" / "000001.s0.flac", 16000)
+    ref = wav[0]
+    assert stoi(ref, ref, sr) > 0.99
+    assert stoi(_noisy(ref, -5.0), ref, sr) < 0.8
+
+
+def test_face_tracks_follow_the_true_faces_and_mouth_crops_hold_the_mouth():
+    clip = read_clip(DEMO / "test" / "000002.mp4", 0, 4, fps=25)
+    video = clip.video.permute(1, 2, 3, 0).contiguous()
+    ann = load_annotations(DEMO / "test" / "000002.npz")
+    tracks = track_faces(video.numpy(), 25)
+    assert len(tracks) == ann["boxes"].shape[1] == 3
+    for k, tr in enumerate(tracks):  # sorted left to right, like the world's faces
+        overlap = np.mean([iou(tr.boxes[t], ann["boxes"][t, k]) for t in range(100)])
+        assert overlap > 0.45
+        m = mouth_boxes(tr.boxes)
+        cx = (ann["mouth_boxes"][:, k, 0] + ann["mouth_boxes"][:, k, 2]) / 2
+        cy = (ann["mouth_boxes"][:, k, 1] + ann["mouth_boxes"][:, k, 3]) / 2
+        inside = (m[:, 0] < cx) & (cx < m[:, 2]) & (m[:, 1] < cy) & (cy < m[:, 3])
+        assert inside.mean() > 0.95
+
+
+def test_crop_boxes_cuts_the_right_pixels():
+    video = torch.zeros(2, 40, 60, 3, dtype=torch.uint8)
+    video[:, 10:20, 30:50] = 200  # a bright rectangle
+    crops = crop_boxes(video, np.array([[30, 10, 50, 20], [0, 0, 30, 10]], np.float32), (8, 16))
+    assert crops.shape == (2, 8, 16, 3)
+    assert crops[0].float().mean() > 190 and crops[1].float().mean() < 10
+
+
+@pytest.fixture(scope="module")
+def demo_tracks():
+    return extract_tracks(read_manifest(DEMO / "test.jsonl"), workers=0)
+
+
+def test_tracks_pair_each_face_with_its_stem(demo_tracks):
+    rows = demo_tracks.rows
+    assert len(demo_tracks.stems) == sum(r["meta"]["num_faces"] for r in rows)
+    expected = [s["sounding"] for r in rows for s in sorted(r["sources"], key=lambda s: s["index"])]
+    assert demo_tracks.sounding.tolist() == expected  # the listener of clip 0 gets silence
+
+
+def test_instrument_tracks_are_crops_of_the_annotated_objects():
+    folder = DEMO.parent / "instruments"
+    tracks = extract_tracks(read_manifest(folder / "test.jsonl"), workers=0)
+    rows = tracks.rows
+    assert len(tracks.stems) == sum(len(r["sources"]) for r in rows)
+    expected = [s["sounding"] for r in rows for s in sorted(r["sources"], key=lambda s: s["index"])]
+    assert tracks.sounding.tolist() == expected  # clip 0's silent glockenspiel gets silence
+    assert tracks.crops.shape[2:] == (32, 32, 3)
+    # an object crop is not background: it differs from the crop of another object in the same clip
+    assert (tracks.crops[0].float() - tracks.crops[1].float()).abs().mean() > 10
+
+
+def test_mixtures_are_sums_of_their_sources_from_different_clips(demo_tracks):
+    ds = MixTracks(demo_tracks, window=2.0, num_mix=(2, 3), seed=3)
+    for i in range(len(ds)):
+        item = ds[i]
+        k = int(item["valid"].sum())
+        assert k in (2, 3) and (item["sources"][k:] == 0).all()
+        residual = item["mixture"] - item["sources"].sum(0)  # the first clip's background
+        assert residual.pow(2).mean() < 0.05 * item["mixture"].pow(2).mean()
+    again = MixTracks(demo_tracks, window=2.0, num_mix=(2, 3), seed=3)
+    assert torch.equal(ds[1]["mixture"], again[1]["mixture"])
+
+
+def test_snr_loss_ceiling_and_silent_references():
+    ref = torch.randn(2, 4000)
+    mix = ref.sum(0)
+    assert torch.allclose(snr_loss(ref, ref, mix), torch.tensor(-30.0), atol=0.01)
+    silent = snr_loss(torch.zeros(4000), torch.zeros(4000), mix)
+    assert abs(float(silent) + 30.0) < 0.01  # predicting silence for a silent face is as good as it gets
+    assert snr_loss(0.5 * mix, torch.zeros(4000), mix) > -7
+
+
+def test_pit_loss_ignores_the_order_of_the_references(demo_tracks):
+    task = Separation(model="asep_unet_pit_tiny").eval()
+    batch = MixTracks(demo_tracks, window=2.0, num_mix=2, sounding_only=True, deterministic=True)
+    b = {k: torch.stack([batch[i][k] for i in range(2)]) for k in batch[0]}
+    swapped = dict(b, sources=b["sources"].flip(1))
+    with torch.no_grad():
+        torch.testing.assert_close(task.losses(b)[0].sort().values, task.losses(swapped)[0].sort().values)
+
+
+def test_visual_separation_training_reduces_the_loss(demo_tracks):
+    torch.manual_seed(0)
+    task = Separation(model="avsep_unet_tiny", lr=3e-3)
+    ds = MixTracks(demo_tracks, window=1.0, num_mix=2, sounding_only=True, deterministic=True)
+    b = {k: torch.stack([ds[i][k] for i in range(4)]) for k in ds[0]}
+    opt = torch.optim.AdamW(task.parameters(), lr=3e-3)
+    first = None
+    for _ in range(25):
+        loss = task.losses(b)[0].mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = loss.item() if first is None else first
+    assert loss.item() < first - 3.0  # dB
+
+
+# -- the shipped checkpoint through `avlearn separate` ---------------------------------------------------------
+
+
+def test_separate_demo_clip_gives_each_face_its_own_voice(tmp_path):
+    clip = DEMO / "test" / "000001.mp4"
+    before = clip.read_bytes()
+    assert main(["separate", str(clip), "--out", str(tmp_path)]) == 0
+    assert clip.read_bytes() == before
+    doc = json.loads((tmp_path / "result.json").read_text())
+    assert [s["wav"] for s in doc["speakers"]] == ["speaker_0.wav", "speaker_1.wav"]
+    refs = torch.stack([read_audio(DEMO / "test" / f"000001.s{k}.flac", 16000)[0][0] for k in range(2)])
+    mix = read_clip(clip, 0, 4, video=False).audio[0]
+    est = torch.stack([read_audio(tmp_path / f"speaker_{k}.wav", 16000)[0][0] for k in range(2)])
+    n = min(est.shape[1], refs.shape[1], mix.shape[0])
+    scores = si_sdr_matrix(est[:, :n], refs[:, :n])
+    improvement = scores.diagonal() - si_sdr(mix[:n].expand(2, n), refs[:, :n])
+    assert (scores.argmax(1) == torch.arange(2)).all()  # each face got its own voice
+    assert (improvement > 3).all(), improvement  # the mixture itself scores 0
+    video = read_clip(tmp_path / "speaker_1.mp4", 0, 1.0)
+    assert video.video.shape[-1] == 192 and video.audio.abs().max() > 0.01
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+@pytest.mark.parametrize("audio_args", [["-ar", "8000"], ["-ar", "48000"], ["-ac", "6"]], ids=["8k", "48k", "6ch"])
+def test_other_sample_rates_and_channel_counts_are_resampled(tmp_path, audio_args):
+    src = tmp_path / "in.mp4"
+    _ffmpeg("-i", str(DEMO / "test" / "000001.mp4"), "-c:v", "copy", "-c:a", "aac", *audio_args, str(src))
+    result = separate_clip(src)
+    assert result.sample_rate == 16000 and len(result.tracks) == 2
+    assert any("separated as 16000 Hz mono" in n for n in result.notes)
+    refs = torch.stack([read_audio(DEMO / "test" / f"000001.s{k}.flac", 16000)[0][0] for k in range(2)])
+    n = min(result.voices.shape[1], refs.shape[1])
+    scores = si_sdr_matrix(result.voices[:, :n], refs[:, :n])
+    assert (scores.argmax(1) == torch.arange(2)).all()
+
+
+def test_one_face_is_separated_from_the_background(tmp_path):
+    src = tmp_path / "one.mp4"
+    _ffmpeg("-i", str(DEMO / "test" / "000003.mp4"), "-vf", "crop=80:160:0:0", "-c:a", "copy", str(src))
+    out = tmp_path / "out"
+    assert main(["separate", str(src), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["result.json", "speaker_0.mp4", "speaker_0.wav"]
+    assert "one face" in json.loads((out / "result.json").read_text())["notes"][0]
+
+
+def test_bad_input_gets_one_line_and_no_output(tmp_path, capsys):
+    no_audio = tmp_path / "silent_film.mp4"
+    _ffmpeg("-i", str(DEMO / "test" / "000001.mp4"), "-an", "-c:v", "copy", str(no_audio))
+    too_short = tmp_path / "short.mp4"
+    _ffmpeg("-i", str(DEMO / "test" / "000001.mp4"), "-t", "0.2", str(too_short))
+    no_face = tmp_path / "instruments.mp4"
+    shutil.copy(DEMO.parent / "instruments" / "test" / "000002.mp4", no_face)
+    cases = {
+        no_audio: "no audio stream",
+        too_short: "needs at least",
+        no_face: "no face found",
+        tmp_path / "missing.mp4": "no such file",
+    }
+    for clip, message in cases.items():
+        out = tmp_path / f"out_{clip.stem}"
+        assert main(["separate", str(clip), "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists()
+    sync = DEFAULT_CHECKPOINT.parent / "sync_speakers"
+    assert (
+        main(["separate", str(DEMO / "test" / "000001.mp4"), "--out", str(tmp_path / "x"), "--checkpoint", str(sync)])
+        == 1
+    )
+    assert "'separation' checkpoint is needed" in capsys.readouterr().err
+
+
+def test_short_clip_is_padded_to_one_window(tmp_path):
+    src = tmp_path / "half.mp4"
+    _ffmpeg("-i", str(DEMO / "test" / "000001.mp4"), "-t", "0.6", str(src))
+    result = separate_clip(src)
+    assert len(result.tracks) == 2
+    assert abs(result.voices.shape[1] - 0.6 * 16000) <= 16000 / 25
