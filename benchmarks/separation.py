@@ -141,9 +141,13 @@ def mixtures(args, task_vis, task_pit) -> None:
         if num not in args.num_sources:
             continue
         table: dict[str, dict[str, list]] = {}
+        skipped = 0
         for i in range(len(ds)):
             item = ds[i]
             refs, mix, crops = item["sources"][:num], item["mixture"], item["crops"][:num]
+            if (refs.pow(2).sum(-1) < 1e-6 * mix.pow(2).sum()).any():  # a source silent in this window
+                skipped += 1
+                continue
             with torch.no_grad():
                 est = task_vis.separate(mix[None], crops[None])[0]
             merge(table, "mixture", scores(mix.expand(num, -1).clone(), refs, mix, speech=False))
@@ -151,7 +155,11 @@ def mixtures(args, task_vis, task_pit) -> None:
                 merge(table, "audio-only PIT (oracle assignment)", scores(pit(task_pit, mix, refs), refs, mix, False))
             merge(table, f"visual ({args.tracks} tracks)", scores(est, refs, mix, speech=False))
             merge(table, "ideal ratio mask (oracle)", scores(irm(mix, refs), refs, mix, speech=False))
-        print_table(f"mix-and-separate: {num} test tracks from different clips, 2 s, equal gain", table)
+        print_table(
+            f"mix-and-separate: {num} test tracks from different clips, 2 s, equal gain "
+            f"({len(ds) - skipped} mixtures; {skipped} with a source silent in its window left out)",
+            table,
+        )
 
 
 def side_by_side(paths: list[Path], duration: float, height: int, width: int, out: Path) -> torch.Tensor:
