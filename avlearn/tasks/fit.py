@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -56,6 +57,22 @@ class ExportWeights(L.Callback):
         if value is not None and (value > self.best if self.mode == "max" else value < self.best):
             self.best = value
             save_weights(folder / "best", pl_module.net, **info, meta=meta)
+
+
+def checkpoint_info(module: L.LightningModule, **preprocessing: Any) -> dict[str, Any]:
+    """What a task's ``export_info()`` returns for :class:`ExportWeights`: the registered model's name and
+    arguments (``hparams.model``, ``hparams.model_args``), ``task_name``, and the data module's
+    ``preprocessing`` updated with the task's own entries."""
+    dm = module.trainer.datamodule if module._trainer is not None else None
+    pre = dict(dm.preprocessing) if dm is not None and hasattr(dm, "preprocessing") else {}
+    pre.update(preprocessing)
+    h = module.hparams
+    return {
+        "model_name": h.model,
+        "model_args": dict(h.model_args or {}),
+        "task": module.task_name,
+        "preprocessing": pre,
+    }
 
 
 def adamw_one_cycle(module: L.LightningModule, lr: float, weight_decay: float) -> dict:

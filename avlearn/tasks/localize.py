@@ -35,6 +35,7 @@ from avlearn.data.manifest import load_annotations, read_manifest
 from avlearn.data.sync import EpochShuffle
 from avlearn.models import create_model
 from avlearn.models.localize import pair_similarity, similarity
+from avlearn.tasks.fit import adamw_one_cycle, checkpoint_info
 from avlearn.video.transforms import normalize_video
 
 SPEC_HOP_S = 0.01  # 10 ms log-mel hop: four spectrogram frames per 25 fps video frame
@@ -296,26 +297,9 @@ class LocalizationTask(L.LightningModule):
         self.log("val/pointing", hit.mean(), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
-        decay = [p for n, p in self.named_parameters() if p.ndim > 1]
-        no_decay = [p for n, p in self.named_parameters() if p.ndim <= 1]
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0}],
-            lr=self.hparams.lr,
-        )
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=self.hparams.lr, total_steps=int(self.trainer.estimated_stepping_batches), pct_start=0.1
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_one_cycle(self, self.hparams.lr, self.hparams.weight_decay)
 
     def export_info(self) -> dict[str, Any]:
         """What a checkpoint needs besides the tensors (see avlearn.models.weights)."""
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        pre = dict(dm.preprocessing) if dm is not None and hasattr(dm, "preprocessing") else {}
         h = self.hparams
-        pre.update({"n_mels": h.n_mels, "spec_hop_s": SPEC_HOP_S, "method": h.method, "temperature": h.temperature})
-        return {
-            "model_name": h.model,
-            "model_args": dict(h.model_args or {}),
-            "task": self.task_name,
-            "preprocessing": pre,
-        }
+        return checkpoint_info(self, n_mels=h.n_mels, spec_hop_s=SPEC_HOP_S, method=h.method, temperature=h.temperature)

@@ -23,7 +23,7 @@ from avlearn.data.manifest import read_manifest
 from avlearn.data.separation import MixTracks, SourceTracks, extract_tracks
 from avlearn.metrics.separation import si_sdr
 from avlearn.models import create_model
-from avlearn.tasks.fit import adamw_one_cycle
+from avlearn.tasks.fit import adamw_one_cycle, checkpoint_info
 
 _EPS = 1e-8
 SNR_CEILING = 1e-3  # tau: the loss stops rewarding an estimate past 30 dB
@@ -207,12 +207,4 @@ class Separation(L.LightningModule):
         return adamw_one_cycle(self, self.hparams.lr, self.hparams.weight_decay)
 
     def export_info(self) -> dict[str, Any]:
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        pre = dict(dm.preprocessing) if dm is not None and hasattr(dm, "preprocessing") else {}
-        pre.update({"n_fft": self.hparams.n_fft, "hop_length": self.hparams.hop_length})
-        return {
-            "model_name": self.hparams.model,
-            "model_args": dict(self.hparams.model_args or {}),
-            "task": self.task_name,
-            "preprocessing": pre,
-        }
+        return checkpoint_info(self, n_fft=self.hparams.n_fft, hop_length=self.hparams.hop_length)

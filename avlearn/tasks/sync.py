@@ -29,7 +29,7 @@ from avlearn.data.cache import decode_clips
 from avlearn.data.manifest import read_manifest
 from avlearn.data.sync import EpochShuffle, SyncWindows
 from avlearn.models import create_model
-from avlearn.tasks.fit import adamw_one_cycle
+from avlearn.tasks.fit import adamw_one_cycle, checkpoint_info
 from avlearn.video.transforms import normalize_video
 
 SPEC_HOP_S = 0.01  # 10 ms log-mel hop: four spectrogram frames per 25 fps video frame
@@ -200,15 +200,7 @@ class SyncTask(L.LightningModule):
 
     def export_info(self) -> dict[str, Any]:
         """What a checkpoint needs besides the tensors (see avlearn.models.weights)."""
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        pre = dict(dm.preprocessing) if dm is not None and hasattr(dm, "preprocessing") else {}
-        pre.update({"n_mels": self.hparams.n_mels, "spec_hop_s": SPEC_HOP_S})
-        return {
-            "model_name": self.hparams.model,
-            "model_args": dict(self.hparams.model_args or {}),
-            "task": self.task_name,
-            "preprocessing": pre,
-        }
+        return checkpoint_info(self, n_mels=self.hparams.n_mels, spec_hop_s=SPEC_HOP_S)
 
 
 class SyncBinary(SyncTask):
