@@ -40,13 +40,6 @@ class FaceTrack:
     hits: int = 0
     _points: list[tuple[int, np.ndarray]] = field(default_factory=list, repr=False)
 
-    def to_dict(self, fps: float) -> dict:
-        return {
-            "boxes": np.round(self.boxes, 1).tolist(),
-            "detected_fraction": float(self.detected.mean()),
-            "first_detection_s": float(np.argmax(self.detected) / fps),
-        }
-
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
