@@ -192,6 +192,41 @@ def test_separate_demo_clip_gives_each_face_its_own_voice(tmp_path):
     assert video.video.shape[-1] == 192 and video.audio.abs().max() > 0.01
 
 
+def test_boxes_file_replaces_the_detector(tmp_path):
+    ann = load_annotations(DEMO / "test" / "000001.npz")
+    # speaker 0: its true face box every frame; speaker 1: one fixed box (the first frame's)
+    boxes = [ann["boxes"][:, 0].tolist(), ann["boxes"][0, 1].tolist()]
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    out = tmp_path / "out"
+    assert (
+        main(
+            ["separate", str(DEMO / "test" / "000001.mp4"), "--out", str(out), "--boxes", str(tmp_path / "boxes.json")]
+        )
+        == 0
+    )
+    doc = json.loads((out / "result.json").read_text())
+    assert len(doc["speakers"]) == 2 and doc["speakers"][1]["boxes"][50] == [round(v) for v in boxes[1]]
+    refs = torch.stack([read_audio(DEMO / "test" / f"000001.s{k}.flac", 16000)[0][0] for k in range(2)])
+    est = torch.stack([read_audio(out / f"speaker_{k}.wav", 16000)[0][0] for k in range(2)])
+    n = min(est.shape[1], refs.shape[1])
+    assert (si_sdr_matrix(est[:, :n], refs[:, :n]).argmax(1) == torch.arange(2)).all()
+    (tmp_path / "bad.json").write_text(json.dumps([[1, 2, 3]]))
+    assert (
+        main(
+            [
+                "separate",
+                str(DEMO / "test" / "000001.mp4"),
+                "--out",
+                str(tmp_path / "x"),
+                "--boxes",
+                str(tmp_path / "bad.json"),
+            ]
+        )
+        == 1
+    )
+    assert not (tmp_path / "x").exists()
+
+
 def _ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
 

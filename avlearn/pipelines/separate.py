@@ -37,6 +37,10 @@ class NoFaceError(MediaError):
     """No face (or fewer than asked) was found in the clip."""
 
 
+class BoxesError(ValueError):
+    """A ``--boxes`` file that does not hold one box, or one box per frame, per speaker."""
+
+
 @dataclass
 class SeparationResult:
     path: str
@@ -68,13 +72,18 @@ def load_separator(checkpoint: str | Path = DEFAULT_CHECKPOINT):
 
 def _tracks_from_boxes(spec: list, num_frames: int, scale: float) -> list[FaceTrack]:
     """``--boxes``: a list with, per speaker, one box ``[x0, y0, x1, y1]`` (original pixels) or one per frame."""
+    if not isinstance(spec, list) or not spec:
+        raise BoxesError("--boxes: expected a JSON list with one entry per speaker")
     tracks = []
     for k, boxes in enumerate(spec):
-        arr = np.asarray(boxes, np.float32)
+        try:
+            arr = np.asarray(boxes, np.float32)
+        except (ValueError, TypeError):
+            raise BoxesError(f"--boxes: speaker {k} holds something other than numbers") from None
         if arr.shape == (4,):
             arr = np.repeat(arr[None], num_frames, axis=0)
         if arr.ndim != 2 or arr.shape[1] != 4:
-            raise ValueError(f"--boxes: speaker {k} needs [x0, y0, x1, y1] or a list of them, got shape {arr.shape}")
+            raise BoxesError(f"--boxes: speaker {k} needs [x0, y0, x1, y1] or a list of them, got shape {arr.shape}")
         if len(arr) < num_frames:
             arr = np.concatenate([arr, np.repeat(arr[-1:], num_frames - len(arr), axis=0)])
         tracks.append(FaceTrack(arr[:num_frames] / scale, np.ones(num_frames, bool), hits=len(arr)))
@@ -259,7 +268,11 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, json.JSONDecodeError) as err:
             print(f"avlearn separate: error: cannot read --boxes {args.boxes}: {err}", file=sys.stderr)
             return 1
-    result = separate_clip(args.clip, args.checkpoint, boxes=boxes)
+    try:
+        result = separate_clip(args.clip, args.checkpoint, boxes=boxes)
+    except BoxesError as err:
+        print(f"avlearn separate: error: {err}", file=sys.stderr)
+        return 1
     for note in result.notes:
         print(f"note: {note}")
     path = write_result(result, args.out)
