@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,20 @@ def _key(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
         st = os.stat(row["path"])
         h.update(f"{row['path']}|{row['start']}|{row['end']}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
+
+
+def parallel_map(fn: Callable[[Any], Any], jobs: list, workers: int, chunksize: int) -> list:
+    """``[fn(j) for j in jobs]`` in ``workers`` processes (in this process for 0 workers or few jobs).
+
+    The pool starts from a forkserver, not by forking this process: a child forked after the parent ran
+    OpenMP work (any torch op) can hang in its own first parallel region, as extracting a second manifest's
+    face tracks in one process did.
+    """
+    if workers <= 0 or len(jobs) <= chunksize:
+        return [fn(j) for j in jobs]
+    ctx = multiprocessing.get_context("forkserver" if sys.platform == "linux" else "spawn")
+    with ctx.Pool(workers) as pool:
+        return pool.map(fn, jobs, chunksize=chunksize)
 
 
 def _decode(job: tuple[dict[str, Any], float, int, int, float]) -> tuple[np.ndarray, np.ndarray] | str:
@@ -106,12 +121,7 @@ def decode_clips(
         by_id = {r["path"]: r for r in present}
         return ClipArrays(tensors["video"], tensors["audio"], fps, sample_rate, [by_id[p] for p in kept])
     jobs = [(r, fps, size, sample_rate, duration) for r in present]
-    if workers > 0 and len(jobs) > 8:
-        ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-        with ctx.Pool(workers) as pool:
-            results = pool.map(_decode, jobs, chunksize=8)
-    else:
-        results = [_decode(j) for j in jobs]
+    results = parallel_map(_decode, jobs, workers, chunksize=8)
     failed = [(r, res) for r, res in zip(present, results) if isinstance(res, str)]
     for _, message in failed[:5]:
         warnings.warn(f"skipped: {message}", stacklevel=2)

@@ -11,8 +11,6 @@ target), with random windows and gains.
 from __future__ import annotations
 
 import json
-import multiprocessing
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from avlearn.data.cache import _key
+from avlearn.data.cache import _key, parallel_map
 from avlearn.data.manifest import load_annotations
 from avlearn.io import MediaError, read_audio, read_clip
 from avlearn.io.write import atomic_path
@@ -137,14 +135,7 @@ def extract_tracks(
         rows_kept = [by_path[p] for p in kept_paths]
         return SourceTracks(t["crops"], t["stems"], t["clip"], t["mixture"], t["noise"], fps, sample_rate, rows_kept)
     jobs = [(r, fps, sample_rate, duration) for r in present]
-    if workers > 0 and len(jobs) > 4:
-        # forkserver, not fork: a child forked after the parent ran OpenMP work (torch ops) can hang in its own
-        # first parallel region (seen here in grid_sample on the second manifest of a process)
-        ctx = multiprocessing.get_context("forkserver" if sys.platform == "linux" else "spawn")
-        with ctx.Pool(workers) as pool:
-            results = pool.map(_clip_tracks, jobs, chunksize=4)
-    else:
-        results = [_clip_tracks(j) for j in jobs]
+    results = parallel_map(_clip_tracks, jobs, workers, chunksize=4)
     failed = [res for res in results if isinstance(res, str)]
     for message in failed[:5]:
         warnings.warn(f"skipped: {message}", stacklevel=2)

@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from avlearn.data.sync import EpochShuffle
 from avlearn.models.weights import save_weights
 
 
@@ -57,6 +58,28 @@ class ExportWeights(L.Callback):
         if value is not None and (value > self.best if self.mode == "max" else value < self.best):
             self.best = value
             save_weights(folder / "best", pl_module.net, **info, meta=meta)
+
+
+class WindowData(L.LightningDataModule):
+    """Loaders shared by the data modules that cut windows from decoded clips in memory: training in the
+    seeded per-epoch order of :class:`~avlearn.data.sync.EpochShuffle` (a resumed run sees the same batches),
+    validation in order. Subclasses set ``train_set``/``val_set`` in ``setup`` and have ``batch_size``,
+    ``num_workers`` and ``seed`` hyperparameters."""
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
+            self.train_set,
+            batch_size=self.hparams.batch_size,
+            sampler=EpochShuffle(len(self.train_set), seed=self.hparams.seed),
+            drop_last=True,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
+            self.val_set, batch_size=self.hparams.batch_size, num_workers=self.hparams.num_workers
+        )
 
 
 def checkpoint_info(module: L.LightningModule, **preprocessing: Any) -> dict[str, Any]:

@@ -32,10 +32,9 @@ import torch.nn.functional as F
 from avlearn.audio import LogMel
 from avlearn.data.cache import ClipArrays, decode_clips
 from avlearn.data.manifest import load_annotations, read_manifest
-from avlearn.data.sync import EpochShuffle
 from avlearn.models import create_model
 from avlearn.models.localize import pair_similarity, similarity
-from avlearn.tasks.fit import adamw_one_cycle, checkpoint_info
+from avlearn.tasks.fit import WindowData, adamw_one_cycle, checkpoint_info
 from avlearn.video.transforms import normalize_video
 
 SPEC_HOP_S = 0.01  # 10 ms log-mel hop: four spectrogram frames per 25 fps video frame
@@ -123,7 +122,7 @@ class LocalizationWindows(torch.utils.data.Dataset):
         return sample
 
 
-class LocalizationData(L.LightningDataModule):
+class LocalizationData(WindowData):
     """Decoded clips of a world (or any manifest) for localization training.
 
     Args:
@@ -173,21 +172,6 @@ class LocalizationData(L.LightningDataModule):
         if self.train_set is None:
             self.train_set = LocalizationWindows(self._clips(h.train_manifest), h.window, seed=h.seed)
             self.val_set = LocalizationWindows(self._clips(h.val_manifest), h.window, starts=list(h.val_starts))
-
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(
-            self.train_set,
-            batch_size=self.hparams.batch_size,
-            sampler=EpochShuffle(len(self.train_set), seed=self.hparams.seed),
-            drop_last=True,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def val_dataloader(self) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(
-            self.val_set, batch_size=self.hparams.batch_size, num_workers=self.hparams.num_workers
-        )
 
 
 class LocalizationTask(L.LightningModule):

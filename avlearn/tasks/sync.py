@@ -27,15 +27,15 @@ from torchmetrics.classification import BinaryAccuracy
 from avlearn.audio import LogMel
 from avlearn.data.cache import decode_clips
 from avlearn.data.manifest import read_manifest
-from avlearn.data.sync import EpochShuffle, SyncWindows
+from avlearn.data.sync import SyncWindows
 from avlearn.models import create_model
-from avlearn.tasks.fit import adamw_one_cycle, checkpoint_info
+from avlearn.tasks.fit import WindowData, adamw_one_cycle, checkpoint_info
 from avlearn.video.transforms import normalize_video
 
 SPEC_HOP_S = 0.01  # 10 ms log-mel hop: four spectrogram frames per 25 fps video frame
 
 
-class SyncData(L.LightningDataModule):
+class SyncData(WindowData):
     """Decoded windows of a world (or any manifest) for sync training.
 
     Args:
@@ -104,21 +104,6 @@ class SyncData(L.LightningDataModule):
                 num_shifted=1,
                 deterministic=True,
             )
-
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(
-            self.train_set,
-            batch_size=self.hparams.batch_size,
-            sampler=EpochShuffle(len(self.train_set), seed=self.hparams.seed),
-            drop_last=True,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def val_dataloader(self) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(
-            self.val_set, batch_size=self.hparams.batch_size, num_workers=self.hparams.num_workers
-        )
 
 
 class SyncTask(L.LightningModule):
