@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sync-offset": ("avlearn.pipelines.sync_offset", "estimate how far a clip's audio is out of sync (ms)"),
     "separate": ("avlearn.pipelines.separate", "write one voice per visible speaker of a clip (wav + mp4)"),
     "localize": ("avlearn.pipelines.localize", "heat map of where the sound comes from in each frame of a clip"),
+    "recognize": (
+        "avlearn.pipelines.recognize",
+        "which action an untrimmed video shows, and when, by previewing its audio",
+    ),
 }
 
 

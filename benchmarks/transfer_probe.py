@@ -57,7 +57,9 @@ def clip_features(task: SyncTask, row: dict, pre: dict, count: int) -> torch.Ten
     return torch.stack(feats).mean(0)
 
 
-def probe(train_x, train_y, test_x, test_y, num_classes: int, weight_decay: float = 1e-3) -> float:
+def probe(train_x, train_y, test_x, test_y, num_classes: int, weight_decay: float = 1e-3, return_probs: bool = False):
+    """Logistic regression (LBFGS) on standardized features: test accuracy (NaN without ``test_y``), and with
+    ``return_probs`` also the test class probabilities."""
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
     torch.manual_seed(0)
@@ -71,7 +73,10 @@ def probe(train_x, train_y, test_x, test_y, num_classes: int, weight_decay: floa
         return loss
 
     opt.step(closure)
-    return float((layer(test_x).argmax(1) == test_y).float().mean())
+    with torch.no_grad():
+        logits = layer(test_x)
+    accuracy = float("nan") if test_y is None else float((logits.argmax(1) == test_y).float().mean())
+    return (accuracy, logits.softmax(1)) if return_probs else accuracy
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from avlearn.models import av as av
 from avlearn.models import inflate as inflate
 from avlearn.models import localize as localize
 from avlearn.models import nonlocal_block as nonlocal_block
+from avlearn.models import preview as preview
 from avlearn.models import recurrent as recurrent
 from avlearn.models import separation as separation
 from avlearn.models import sync as sync

@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -474,6 +476,14 @@ def summarize(model: nn.Module, input_size: InputSize, *, name: str | None = Non
             note = f"- receptive field not computed (not a conv/pool chain and above {rf_max_gmacs} GMACs)"
     return ModelSummary(name or prefix, input_size, tuple(axes), rows, sum(p.numel() for p in model.parameters()),
                         total("") // 2, note)  # fmt: skip
+
+
+def count_macs(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """Runs ``fn()`` under the same counter as :func:`summarize`; returns its result and the
+    multiply-accumulates of every matmul and convolution it ran (FFTs are not counted)."""
+    with FlopCounterMode(display=False) as counter:
+        out = fn()
+    return out, counter.get_total_flops() // 2
 
 
 def build_model(name: str) -> nn.Module:

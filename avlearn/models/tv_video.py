@@ -268,3 +268,15 @@ def swin3d_t_tiny(num_classes: int = 5) -> Swin3DEncoder:
         num_classes=num_classes,
     )
     return Swin3DEncoder(net)
+
+
+@register_model(input_size=(3, 8, 96, 96))
+def r2plus1d_cpu(num_classes: int = 400, widths: tuple[int, int, int, int] = (16, 32, 64, 128)) -> VideoResNetEncoder:
+    """R(2+1)D with one block per stage, widths 16-32-64-128: a clip classifier that trains on a CPU."""
+    return VideoResNetEncoder(NarrowVideoResNet([Conv2Plus1D] * 4, [1, 1, 1, 1], tuple(widths), True, num_classes))
+
+
+@register_model(input_size=(3, 4, 32, 32))
+def r2plus1d_cpu_tiny(num_classes: int = 5) -> VideoResNetEncoder:
+    """r2plus1d_cpu at widths 4-8-8-16."""
+    return r2plus1d_cpu(num_classes, widths=(4, 8, 8, 16))

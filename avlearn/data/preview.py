@@ -1,0 +1,129 @@
+"""Windows of untrimmed videos for audio-preview action recognition (Listen to Look).
+
+A video of ``D`` seconds is cut into ``W = floor(D / window)`` windows. A window's label is the clip's action
+when at least half of it lies inside one of the manifest's labelled ``segments`` (a row without segments is
+one segment from start to end, as a trimmed clip), else ``background`` (the last class).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from avlearn.data.cache import ClipArrays
+from avlearn.video.transforms import normalize_video
+
+
+def class_names(rows: list[dict[str, Any]]) -> list[str]:
+    """Sorted action labels of the rows, then ``"background"``."""
+    return sorted({label for r in rows for label in r["labels"]}) + ["background"]
+
+
+def window_labels(row: dict[str, Any], starts: np.ndarray, window: float, classes: list[str]) -> np.ndarray:
+    """Class index of the windows starting at ``starts`` (seconds from the row's start)."""
+    segments = row.get("segments") or [{"label": row["labels"][0], "start": 0.0, "end": row["end"] - row["start"]}]
+    labels = np.full(len(starts), len(classes) - 1, np.int64)
+    for seg in segments:
+        overlap = np.minimum(starts + window, seg["end"]) - np.maximum(starts, seg["start"])
+        labels[overlap >= window / 2] = classes.index(seg["label"])
+    return labels
+
+
+class PreviewWindows(torch.utils.data.Dataset):
+    """One window of one clip per sample, for the teacher and the student.
+
+    Samples: ``video`` ``(T, H, W, 3)`` uint8 (the window's frames), ``audio`` ``(S,)``, ``label``. In training
+    (``jitter > 0``) the window's start moves by up to ``jitter`` seconds and the frames are mirrored at
+    random (the held-out motion variants include mirrored ones); its label follows the moved window.
+
+    Args:
+        clips: decoded clips (equal length).
+        classes: class names, ``background`` last.
+        window: seconds per window.
+        jitter: maximal start shift in seconds (0 for validation).
+        seed: base seed of the random draws.
+    """
+
+    def __init__(self, clips: ClipArrays, classes: list[str], window: float = 1.0, jitter: float = 0.0,
+                 seed: int = 0) -> None:  # fmt: skip
+        self.clips, self.classes, self.window, self.jitter, self.seed = clips, classes, window, jitter, seed
+        self.epoch = 0
+        self.num_frames = round(window * clips.fps)
+        self.num_samples = round(window * clips.sample_rate)
+        self.per_clip = int(clips.duration // window)
+        if self.per_clip < 1:
+            raise ValueError(f"clips of {clips.duration:.2f} s hold no {window} s window")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.clips.rows) * self.per_clip
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        clip, k = divmod(index, self.per_clip)
+        fps, sr = self.clips.fps, self.clips.sample_rate
+        f0, flip = k * self.num_frames, False
+        if self.jitter > 0:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            room = self.clips.video.shape[1] - self.num_frames
+            f0 = int(np.clip(f0 + rng.integers(-round(self.jitter * fps), round(self.jitter * fps) + 1), 0, room))
+            flip = bool(rng.integers(2))
+        video = self.clips.video[clip, f0 : f0 + self.num_frames]
+        a0 = round(f0 / fps * sr)
+        label = window_labels(self.clips.rows[clip], np.array([f0 / fps]), self.window, self.classes)[0]
+        return {
+            "video": video.flip(2) if flip else video,
+            "audio": self.clips.audio[clip, a0 : a0 + self.num_samples],
+            "label": torch.tensor(label),
+        }
+
+
+class PreviewVideos(torch.utils.data.Dataset):
+    """Whole videos, for the selector and for video-level validation.
+
+    Samples: ``video`` ``(W * T, H, W, 3)`` uint8 (the frames of every window), ``audio`` ``(W * S,)``,
+    ``label`` (the video's action), ``window_labels`` ``(W,)``. ``flip`` mirrors a random half of the videos
+    (training).
+    """
+
+    def __init__(self, clips: ClipArrays, classes: list[str], window: float = 1.0, flip: bool = False,
+                 seed: int = 0) -> None:  # fmt: skip
+        self.clips, self.classes, self.window, self.flip, self.seed = clips, classes, window, flip, seed
+        self.epoch = 0
+        self.per_clip = int(clips.duration // window)
+        if self.per_clip < 1:
+            raise ValueError(f"clips of {clips.duration:.2f} s hold no {window} s window")
+        self.num_frames = round(window * clips.fps) * self.per_clip
+        self.num_samples = round(window * clips.sample_rate) * self.per_clip
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.clips.rows)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        row = self.clips.rows[index]
+        video = self.clips.video[index, : self.num_frames]
+        if self.flip and np.random.default_rng([self.seed, self.epoch, index]).integers(2):
+            video = video.flip(2)
+        starts = np.arange(self.per_clip) * self.window
+        return {
+            "video": video,
+            "audio": self.clips.audio[index, : self.num_samples],
+            "label": torch.tensor(self.classes.index(row["labels"][0])),
+            "window_labels": torch.from_numpy(window_labels(row, starts, self.window, self.classes)),
+        }
+
+
+def clip_input(video: torch.Tensor) -> torch.Tensor:
+    """Windows of uint8 frames ``(B, T, H, W, 3)`` -> the teacher's normalized clips ``(B, 3, T, H, W)``."""
+    return normalize_video(video)
+
+
+def frame_input(video: torch.Tensor) -> torch.Tensor:
+    """Windows of uint8 frames ``(B, T, H, W, 3)`` -> the student's normalized centre frames ``(B, 3, H, W)``."""
+    return normalize_video(video[:, video.shape[1] // 2, None])[:, :, 0]

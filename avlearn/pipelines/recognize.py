@@ -1,0 +1,213 @@
+"""``avlearn recognize CLIP``: which action happens in an untrimmed video, and when, by previewing its audio.
+
+The clip is cut into windows (1 s for the shipped model). Listen to Look's selector reads the audio of every
+window and a cheap image feature of every few windows (the preview), then looks at K moments with the
+image+audio student; the video's class probabilities are the mean over those moments. ``--method dense``
+runs the clip classifier (the teacher) on every window instead: the expensive baseline.
+
+Prints the top classes with the time segments that support them (the windows looked at whose most likely
+class it is) and writes ``result.json`` with the same, every moment looked at, the multiply-accumulates
+spent (counted as they run, plus the log-mel's FFTs) and the timings.
+
+A clip without an audio track cannot be previewed: it is recognized densely, with a note. A clip shorter
+than one window is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from avlearn.audio import LogMel
+from avlearn.data.preview import clip_input, frame_input
+from avlearn.io import ClipRangeError, MissingStreamError, probe, read_clip
+from avlearn.io.write import atomic_path
+from avlearn.models.summary import count_macs
+from avlearn.models.weights import load_weights
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "preview_actions"
+METHODS = ("skim", "dense")
+DENSE_BATCH = 16  # teacher clips per forward pass: bounded memory for long videos
+
+
+def load_recognizer(checkpoint: str | Path = DEFAULT_CHECKPOINT) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The Listen to Look model of a ``preview`` checkpoint and its preprocessing (window, fps, size,
+    sample_rate, classes, n_mels, steps). Raises CheckpointError for another task's checkpoint."""
+    net, info = load_weights(checkpoint, task="preview")
+    return net.eval(), info["preprocessing"]
+
+
+def stft_macs(num_frames: int, n_fft: int) -> int:
+    """Multiply-accumulates of ``num_frames`` real FFTs of ``n_fft`` points (radix-2: ``2 n log2 n``)."""
+    return int(num_frames * 2 * n_fft * math.log2(n_fft))
+
+
+def _segments(windows: list[int], window: float) -> list[list[float]]:
+    """Sorted window indices -> merged ``[start, end]`` seconds."""
+    out: list[list[float]] = []
+    for w in sorted(windows):
+        if out and abs(out[-1][1] - w * window) < 1e-6:
+            out[-1][1] = (w + 1) * window
+        else:
+            out.append([w * window, (w + 1) * window])
+    return [[round(a, 3), round(b, 3)] for a, b in out]
+
+
+def recognize(
+    path: str | Path,
+    checkpoint: str | Path = DEFAULT_CHECKPOINT,
+    *,
+    method: str = "skim",
+    steps: int | None = None,
+    top: int = 3,
+    count: bool = True,
+    model: tuple[torch.nn.Module, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Recognizes the action in a clip.
+
+    Args:
+        path: video file (with audio, for ``skim``).
+        checkpoint: ``preview`` checkpoint (ignored when ``model`` is given).
+        method: ``"skim"`` (audio preview + K looks) or ``"dense"`` (the teacher on every window).
+        steps: moments to look at (default: the checkpoint's); at most the number of windows.
+        top: classes to report.
+        count: count multiply-accumulates as the networks run (slower; off for timing).
+        model: an already loaded ``(net, preprocessing)``.
+
+    Returns:
+        The ``result.json`` content: ``top`` (label, probability, supporting segments), ``moments`` (every
+        window looked at with its most likely class), ``gmacs``, ``timings``, ``notes``.
+
+    Raises:
+        MediaError: missing/unreadable file, no video stream, or a clip shorter than one window
+            (ClipRangeError).
+        CheckpointError: not a ``preview`` checkpoint.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    t0 = time.perf_counter()
+    net, pre = model or load_recognizer(checkpoint)
+    classes, window = pre["classes"], float(pre["window"])
+    info = probe(path)
+    if info.video is None:
+        raise MissingStreamError(path, "the file has no video stream; recognize needs the picture")
+    duration = info.duration
+    num_windows = int(duration // window)
+    if num_windows < 1:
+        raise ClipRangeError(path, f"the clip is {duration:.2f} s long; recognize needs at least one {window:g} s "
+                                   "window")  # fmt: skip
+    notes = []
+    if info.audio is None and method == "skim":
+        method = "dense"
+        notes.append("the file has no audio track, so there is nothing to preview: recognized densely (the "
+                     "teacher on every window)")  # fmt: skip
+    k = min(int(steps or pre["steps"]), num_windows)
+    if method == "skim" and k < int(steps or pre["steps"]):
+        notes.append(f"the clip holds {num_windows} windows: looked at all of them")
+    span = num_windows * window
+    if span < duration - 1e-3:
+        notes.append(f"the last {duration - span:.2f} s (less than a window) are not looked at")
+
+    t1 = time.perf_counter()
+    clip = read_clip(path, 0.0, span, fps=pre["fps"], size=(pre["size"], pre["size"]),
+                     sample_rate=pre["sample_rate"], audio=method == "skim")  # fmt: skip
+    video = clip.video.permute(1, 2, 3, 0)  # (T, H, W, 3)
+    per = video.shape[0] // num_windows
+    windows = video[: per * num_windows].view(num_windows, per, *video.shape[1:])  # (W, T, H, W, 3)
+    t2 = time.perf_counter()
+
+    hop = round(pre["sample_rate"] * pre.get("spec_hop_s", 0.01))
+    logmel = LogMel(pre["sample_rate"], n_fft=512, hop_length=hop, n_mels=pre["n_mels"])
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.inference_mode():
+            if method == "dense":
+                logits = torch.cat([net.teacher(clip_input(windows[i : i + DENSE_BATCH]))
+                                    for i in range(0, num_windows, DENSE_BATCH)])  # fmt: skip
+                return torch.arange(num_windows), logits.softmax(-1)
+            audio = clip.audio.mean(0)[: num_windows * round(window * pre["sample_rate"])]
+            spec = logmel(audio.view(num_windows, -1))[:, None]  # (W, 1, F, T)
+            indices, probs = net.skim_video(frame_input(windows)[None], spec[None], k)
+            return indices[0], probs[0]
+
+    if count:
+        (indices, probs), macs = count_macs(run)
+        if method == "skim":
+            macs += stft_macs(num_windows * (round(window * pre["sample_rate"]) // hop + 1), 512)
+    else:
+        (indices, probs), macs = run(), None
+    t3 = time.perf_counter()
+
+    mean = probs.mean(0)
+    order = mean[:-1].argsort(descending=True)[:top].tolist()  # actions only; background is not an answer
+    moment_class = probs.argmax(-1).tolist()
+    moments = [
+        {"start": round(i * window, 3), "end": round((i + 1) * window, 3), "label": classes[c],
+         "probability": round(float(probs[j, c]), 4)}
+        for j, (i, c) in enumerate(zip(indices.tolist(), moment_class))
+    ]  # fmt: skip
+    return {
+        "input": str(path),
+        "duration": round(duration, 3),
+        "method": method,
+        "window": window,
+        "windows": num_windows,
+        "looked_at": len(moments),
+        "top": [
+            {
+                "label": classes[c],
+                "probability": round(float(mean[c]), 4),
+                "segments": _segments([i for i, m in zip(indices.tolist(), moment_class) if m == c], window),
+            }
+            for c in order
+        ],  # fmt: skip
+        "moments": sorted(moments, key=lambda m: m["start"]) if method == "skim" else moments,
+        "gmacs": None if macs is None else round(macs / 1e9, 4),
+        "timings": {"load": round(t1 - t0, 3), "decode": round(t2 - t1, 3), "model": round(t3 - t2, 3)},
+        "notes": notes,
+        "checkpoint": str(checkpoint),
+    }
+
+
+def write_result(result: dict[str, Any], out: str | Path) -> Path:
+    """Writes ``result.json`` into ``out`` atomically (never over the input)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "result.json"
+    with atomic_path(target, [result["input"]]) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    return target
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("clip", help="video file (with audio for the preview)")
+    parser.add_argument("--out", default="out/recognize", help="folder for result.json (default out/recognize)")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="preview checkpoint")
+    parser.add_argument("--method", choices=METHODS, default="skim",
+                        help="skim: audio preview + K looks (default); dense: the clip classifier on every "
+                        "window")  # fmt: skip
+    parser.add_argument("--steps", type=int, default=None, help="moments to look at (default: the checkpoint's)")
+    parser.add_argument("--top", type=int, default=3, help="classes to print (default 3)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.steps is not None and args.steps < 1:
+        raise SystemExit("avlearn recognize: --steps must be at least 1")
+    result = recognize(args.clip, args.checkpoint, method=args.method, steps=args.steps, top=args.top)
+    target = write_result(result, args.out)
+    for note in result["notes"]:
+        print(f"note: {note}")
+    width = max(len(t["label"]) for t in result["top"])
+    for t in result["top"]:
+        where = ", ".join(f"{a:g}-{b:g} s" for a, b in t["segments"]) or "-"
+        print(f"{t['label']:<{width}}  {t['probability']:.3f}  {where}")
+    looked = f"looked at {result['looked_at']} of {result['windows']} windows" if result["method"] == "skim" else (
+        f"dense: all {result['windows']} windows")  # fmt: skip
+    print(f"{looked}, {result['gmacs']:.2f} GMACs, {sum(result['timings'].values()):.2f} s -> {target}")
+    return 0

@@ -1,0 +1,268 @@
+"""Listen to Look in three stages, one recipe each (``recipes/preview/``), each starting from the last one's
+weights (``init_from``):
+
+1. ``teacher``: the clip classifier on single windows (cross-entropy over the actions and ``background``).
+2. ``student`` (IMGAUD2VID): the teacher frozen; the image+audio student learns the teacher's clip embedding
+   of the same window (mean squared error, relative to the embedding's energy) and its class distribution
+   (KL divergence); it classifies with a frozen copy of the teacher's classifier. No labels are used.
+3. ``skim`` (IMGAUD-SKIMMING): teacher and student frozen; the selector learns, per video, which K moments to
+   look at: the loss is the cross-entropy of the video's action under the student's class probabilities
+   averaged over the chosen moments. Choices are hard (Gumbel noise in training, straight-through
+   gradients), so training sees what inference does.
+
+Validation is per video on the ``val`` split: dense teacher accuracy (stage 1), the student's accuracy over
+every window (stage 2), skimming accuracy at K moments (stage 3); it picks the exported checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from avlearn.audio import LogMel
+from avlearn.data.cache import ClipArrays, decode_clips
+from avlearn.data.manifest import read_manifest
+from avlearn.data.preview import PreviewVideos, PreviewWindows, class_names, clip_input, frame_input
+from avlearn.models import create_model
+from avlearn.models.weights import load_weights
+from avlearn.tasks.fit import WindowData, adamw_one_cycle, checkpoint_info, guard_bf16_conv3d
+
+STAGES = ("teacher", "student", "skim")
+SPEC_HOP_S = 0.01
+
+
+class PreviewData(WindowData):
+    """Decoded untrimmed videos cut into windows (stages 1-2) or whole (stage 3); validation on whole videos.
+
+    Args:
+        train_manifest: JSONL manifest of training videos (``labels``, optionally ``segments``).
+        val_manifest: JSONL manifest of validation videos.
+        unit: ``"window"`` (teacher, student) or ``"video"`` (selector) training samples.
+        window: seconds per window.
+        fps: video frame rate to decode at (``window * fps`` frames per teacher clip).
+        size: frame side in pixels.
+        sample_rate: audio rate.
+        jitter: training windows start up to this many seconds off the grid.
+        batch_size: samples per batch.
+        num_workers: DataLoader workers (samples are cut from memory; 0 is usually fastest).
+        cache: keep decoded clips in a safetensors file beside each manifest.
+        seed: seed of the training order and augmentation.
+    """
+
+    def __init__(
+        self,
+        train_manifest: str,
+        val_manifest: str,
+        unit: str = "window",
+        window: float = 1.0,
+        fps: float = 8.0,
+        size: int = 96,
+        sample_rate: int = 16000,
+        jitter: float = 0.5,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        cache: bool = True,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if unit not in ("window", "video"):
+            raise ValueError(f"unit must be 'window' or 'video', got {unit!r}")
+        self.save_hyperparameters()
+        self.train_set = self.val_set = None
+        self.classes: list[str] = []
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        h = self.hparams
+        return {"window": h.window, "fps": h.fps, "size": h.size, "sample_rate": h.sample_rate,
+                "classes": self.classes}  # fmt: skip
+
+    def _clips(self, rows: list[dict[str, Any]], manifest: str) -> ClipArrays:
+        h = self.hparams
+        cache = Path(manifest).parent / ".avlearn-cache" if h.cache else None
+        return decode_clips(rows, fps=h.fps, size=h.size, sample_rate=h.sample_rate, cache_dir=cache)
+
+    def setup(self, stage: str | None = None) -> None:
+        h = self.hparams
+        if self.train_set is not None:
+            return
+        train_rows, val_rows = read_manifest(h.train_manifest), read_manifest(h.val_manifest)
+        self.classes = class_names(train_rows)
+        unknown = {r["labels"][0] for r in val_rows} - set(self.classes)
+        if unknown:
+            raise ValueError(f"{h.val_manifest}: labels {sorted(unknown)} do not occur in {h.train_manifest}")
+        train = self._clips(train_rows, h.train_manifest)
+        if h.unit == "window":
+            self.train_set = PreviewWindows(train, self.classes, h.window, jitter=h.jitter, seed=h.seed)
+        else:
+            self.train_set = PreviewVideos(train, self.classes, h.window, flip=True, seed=h.seed)
+        self.val_set = PreviewVideos(self._clips(val_rows, h.val_manifest), self.classes, h.window)
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(self.val_set, batch_size=4, num_workers=self.hparams.num_workers)
+
+
+def video_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-video hits: ``probs`` ``(B, K, C)`` averaged over K, arg-max over the actions (not background)."""
+    return (probs.mean(1)[:, :-1].argmax(-1) == labels).float()
+
+
+class ListenToLookTask(L.LightningModule):
+    """One stage of Listen to Look (see the module docstring).
+
+    Args:
+        stage: ``"teacher"``, ``"student"`` or ``"skim"``.
+        model: registered Listen to Look model.
+        model_args: its builder's arguments (``num_classes`` is set from the data).
+        init_from: weights of the previous stage (``.../weights/best``); required for stages 2 and 3.
+        steps: moments the selector looks at (stage 3; also reported in stage 2's validation).
+        n_mels: mel bands of the student's audio input.
+        temperature: Gumbel-softmax temperature of the selector's choices in training.
+        lr: peak learning rate (AdamW, one-cycle schedule).
+        weight_decay: AdamW weight decay.
+    """
+
+    task_name = "preview"
+
+    def __init__(
+        self,
+        stage: str = "teacher",
+        model: str = "listen_to_look",
+        model_args: dict[str, Any] | None = None,
+        init_from: str | None = None,
+        steps: int = 5,
+        n_mels: int = 64,
+        temperature: float = 1.0,
+        lr: float = 2e-3,
+        weight_decay: float = 0.05,
+    ):
+        super().__init__()
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        if stage != "teacher" and not init_from:
+            raise ValueError(f"stage {stage!r} starts from the previous stage's weights: set init_from")
+        self.save_hyperparameters()
+        self.net: torch.nn.Module | None = None
+        self.logmel = LogMel(16000, n_fft=512, hop_length=160, n_mels=n_mels)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.net is not None:
+            return
+        h = self.hparams
+        dm = self.trainer.datamodule
+        sr = dm.hparams.sample_rate
+        self.logmel = LogMel(sr, n_fft=512, hop_length=round(sr * SPEC_HOP_S), n_mels=h.n_mels)
+        args = {**(h.model_args or {}), "num_classes": len(dm.classes)}
+        if h.init_from:
+            self.net, info = load_weights(h.init_from, task=self.task_name)
+            if info["preprocessing"].get("classes") != dm.classes:
+                raise ValueError(f"{h.init_from} was trained on classes {info['preprocessing'].get('classes')}, "
+                                 f"the data has {dm.classes}")  # fmt: skip
+            h.model_args = dict(info["model_args"])
+        else:
+            self.net = create_model(h.model, **args)
+            h.model_args = args
+        guard_bf16_conv3d(self.net.teacher)
+        if h.stage == "student":
+            self.net.student.head.load_state_dict(self.net.teacher.net.fc.state_dict())
+        trained = {"teacher": self.net.teacher, "student": self.net.student, "skim": self.net.selector}[h.stage]
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        for p in trained.parameters():
+            p.requires_grad_(True)
+        if h.stage == "student":
+            self.net.student.head.requires_grad_(False)  # the teacher's classifier: embeddings keep its meaning
+
+    def train(self, mode: bool = True) -> ListenToLookTask:
+        super().train(mode)
+        if self.net is not None and mode:  # frozen parts keep their batch-norm statistics
+            frozen = {"teacher": (self.net.student, self.net.selector), "student": (self.net.teacher,),
+                      "skim": (self.net.teacher, self.net.student)}[self.hparams.stage]  # fmt: skip
+            for part in frozen:
+                part.eval()
+        return self
+
+    # -- inputs ---------------------------------------------------------------------------------------------
+    def spec(self, audio: torch.Tensor, windows: int) -> torch.Tensor:
+        """``(B, windows * S)`` -> per-window log-mel ``(B, windows, 1, F, T)``."""
+        b = audio.shape[0]
+        chunks = audio.view(b * windows, -1)
+        return self.logmel(chunks)[:, None].view(b, windows, 1, self.hparams.n_mels, -1)
+
+    def video_windows(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Whole-video batch -> windows ``(B·W, T, H, W, 3)`` uint8, spectrograms ``(B, W, 1, F, T)``, W."""
+        w = batch["window_labels"].shape[1]
+        video = batch["video"]
+        windows = video.view(video.shape[0] * w, video.shape[1] // w, *video.shape[2:])
+        return windows, self.spec(batch["audio"], w), w
+
+    # -- stages ---------------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        h, net = self.hparams, self.net
+        if h.stage == "teacher":
+            logits = net.teacher(clip_input(batch["video"]))
+            loss = F.cross_entropy(logits, batch["label"])
+            self.log("train/acc", (logits.argmax(-1) == batch["label"]).float().mean(), prog_bar=True)
+        elif h.stage == "student":
+            with torch.no_grad():
+                target = net.teacher_embed(clip_input(batch["video"])).float()
+                target_logp = net.classify(target).log_softmax(-1)
+            spec = self.logmel(batch["audio"])[:, None]
+            emb = net.student.embed(net.student.image_features(frame_input(batch["video"])),
+                                    net.student.audio_features(spec)).float()  # fmt: skip
+            mse = (emb - target).square().mean() / target.square().mean().clamp_min(1e-6)
+            kl = F.kl_div(net.classify(emb).log_softmax(-1), target_logp, log_target=True, reduction="batchmean")
+            loss = mse + kl
+            self.log_dict({"train/mse": mse, "train/kl": kl}, prog_bar=True)
+        else:
+            windows, spec, w = self.video_windows(batch)
+            b = spec.shape[0]
+            with torch.no_grad():
+                frames = frame_input(windows).view(b, w, 3, *windows.shape[2:4])
+                image = net.student.image_features(frames.flatten(0, 1)).view(b, w, -1)
+                audio = net.student.audio_features(spec.flatten(0, 1)).view(b, w, -1)
+                embeddings = net.student.embed(image, audio)  # (B, W, D): what a look at each window gives
+                where = net.preview_windows(w)
+                image_bank = net.image_bank(image[:, where], where, w)
+            look = lambda choice: torch.einsum("bw,bwd->bd", choice, embeddings)  # noqa: E731
+            _, probs = net.skim(image_bank, audio, look, h.steps, temperature=h.temperature)
+            mean = probs.float().mean(1)[:, :-1]
+            loss = F.nll_loss(mean.clamp_min(1e-8).log(), batch["label"])
+            self.log("train/acc", (mean.argmax(-1) == batch["label"]).float().mean(), prog_bar=True)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        h, net = self.hparams, self.net
+        windows, spec, w = self.video_windows(batch)
+        b = spec.shape[0]
+        if h.stage == "teacher":
+            logits = net.teacher(clip_input(windows)).view(b, w, -1)
+        elif h.stage == "student":
+            frames = frame_input(windows)
+            audio = net.student.audio_features(spec.flatten(0, 1))
+            logits = net.classify(net.student.embed(net.student.image_features(frames), audio)).view(b, w, -1)
+        else:
+            frames = frame_input(windows).view(b, w, 3, *windows.shape[2:4])
+            _, probs = net.skim_video(frames, spec, h.steps)
+            self.log("val/acc", video_accuracy(probs.float(), batch["label"]).mean(), prog_bar=True, batch_size=b)
+            return
+        probs = logits.float().softmax(-1)
+        window_hits = (logits.argmax(-1) == batch["window_labels"]).float().mean()
+        self.log("val/window_acc", window_hits, batch_size=b)
+        self.log("val/acc", video_accuracy(probs, batch["label"]).mean(), prog_bar=True, batch_size=b)
+
+    def on_train_epoch_start(self) -> None:
+        self.trainer.datamodule.train_set.set_epoch(self.current_epoch)
+
+    def configure_optimizers(self):
+        return adamw_one_cycle(self, self.hparams.lr, self.hparams.weight_decay)
+
+    def export_info(self) -> dict[str, Any]:
+        """What a checkpoint needs besides the tensors (see avlearn.models.weights)."""
+        h = self.hparams
+        return checkpoint_info(self, n_mels=h.n_mels, spec_hop_s=SPEC_HOP_S, steps=h.steps, stage=h.stage)

@@ -1,0 +1,176 @@
+"""Listen to Look: window labels, the preview's image bank, the selector (it learns where to look), the three
+training stages through their recipes, and `avlearn recognize` on the shipped demo clip and on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from avlearn.cli import main
+from avlearn.data.preview import window_labels
+from avlearn.models import create_model
+from avlearn.models.preview import SkimSelector
+from avlearn.models.summary import count_macs
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "assets" / "demo" / "actions" / "test"
+
+
+def test_window_labels_follow_segments_and_default_to_the_whole_clip():
+    classes = ["chop", "knock", "background"]
+    row = {"labels": ["knock"], "start": 0.0, "end": 6.0,
+           "segments": [{"label": "knock", "start": 1.6, "end": 3.2}]}  # fmt: skip
+    starts = np.arange(6.0)
+    # windows [1,2) overlaps 0.4 s (< half): background; [2,3) inside; [3,4) overlaps 0.2 s
+    assert window_labels(row, starts, 1.0, classes).tolist() == [2, 2, 1, 2, 2, 2]
+    assert window_labels(row, np.array([1.2]), 1.0, classes).tolist() == [1]  # moved window follows
+    trimmed = {"labels": ["chop"], "start": 0.0, "end": 3.0}
+    assert window_labels(trimmed, np.arange(3.0), 1.0, classes).tolist() == [0, 0, 0]
+
+
+def test_image_bank_interpolates_between_previewed_windows():
+    net = create_model("listen_to_look_tiny", image_stride=3)
+    where = net.preview_windows(8)
+    assert where.tolist() == [1, 4, 7]
+    sparse = torch.tensor([[[0.0], [3.0], [9.0]]])
+    bank = net.image_bank(sparse, where, 8)[0, :, 0]
+    assert bank.tolist() == pytest.approx([0, 0, 1, 2, 3, 5, 7, 9])
+
+
+def test_skimming_computes_the_image_network_only_at_previewed_and_chosen_windows():
+    net = create_model("listen_to_look_tiny").eval()
+    w, k = 12, 3
+    frames, spec = torch.randn(1, w, 3, 32, 32), torch.randn(1, w, 1, 32, 48)
+    with torch.inference_mode():
+        (indices, probs), macs = count_macs(lambda: net.skim_video(frames, spec, k))
+        _, image = count_macs(lambda: net.student.image_features(frames[0, :1]))
+        _, audio = count_macs(lambda: net.student.audio_features(spec[0, :1]))
+    assert len(set(indices[0].tolist())) == k  # never the same window twice
+    assert probs.shape == (1, k, 5) and torch.allclose(probs.sum(-1), torch.ones(1, k))
+    previewed = len(net.preview_windows(w))
+    overhead = macs - (previewed + k) * image - w * audio  # fusion, classifier, LSTM and attention
+    assert 0 < overhead < image
+
+
+def test_selector_learns_to_look_where_the_audio_says():
+    """Eight windows; only one (marked in its audio features) shows the class. Trained with hard Gumbel
+    choices and straight-through gradients, the selector's first look lands on it."""
+    torch.manual_seed(0)
+    w, d = 8, 16
+    selector = SkimSelector(embed_dim=d, image_dim=4, audio_dim=4, hidden=32, key_dim=16)
+    head = torch.nn.Linear(d, 3)
+    opt = torch.optim.Adam([*selector.parameters(), *head.parameters()], lr=1e-2)
+
+    def batch(b: int):
+        target = torch.randint(0, w, (b,))
+        label = torch.randint(0, 2, (b,))
+        audio = torch.randn(b, w, 4) * 0.1
+        audio[torch.arange(b), target, 0] += 2.0  # the sound marks the moment
+        emb = torch.zeros(b, w, d)
+        emb[..., 2] = 1.0  # every other window: "background"
+        emb[torch.arange(b), target] = 0.0
+        emb[torch.arange(b), target, label] = 1.0
+        return audio, emb, label, target
+
+    def run(audio, emb, temperature):
+        look = lambda choice: torch.einsum("bw,bwd->bd", choice, emb)  # noqa: E731
+        return selector.run(torch.zeros(len(audio), w, 4), audio, emb.mean(1), look, steps=1, temperature=temperature)
+
+    for _ in range(300):
+        audio, emb, label, _ = batch(32)
+        _, chosen = run(audio, emb, 1.0)
+        loss = torch.nn.functional.cross_entropy(head(chosen[:, 0]), label)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    audio, emb, _, target = batch(256)
+    with torch.no_grad():
+        indices, _ = run(audio, emb, 0.0)
+    assert (indices[:, 0] == target).float().mean() > 0.9  # chance: 1/8
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    from avlearn.data.synth import synthesize
+    from avlearn.data.worlds import WorldConfig
+
+    out = tmp_path_factory.mktemp("actions")
+    config = WorldConfig(size=32, duration=6.0)
+    synthesize("actions", out, 12, seed=0, split="train", config=config, workers=0)
+    synthesize("actions", out, 6, seed=1, split="val", config=config, workers=0)
+    # keep the val clips whose action the 12 training clips show (the data module refuses unseen labels)
+    seen = {json.loads(line)["labels"][0] for line in (out / "train.jsonl").read_text().splitlines()}
+    val = [line for line in (out / "val.jsonl").read_text().splitlines() if json.loads(line)["labels"][0] in seen]
+    assert val
+    (out / "val.jsonl").write_text("\n".join(val) + "\n")
+    return out
+
+
+def test_three_stage_recipes_fit_and_recognize(world, tmp_path, capsys):
+    """teacher -> student -> skim through `avlearn fit -c recipes/preview/...` (tiny model, one epoch each), then
+    `avlearn recognize` with the exported weights."""
+    from avlearn.models.weights import load_weights
+
+    previous = None
+    for stage in ("teacher", "student", "skim"):
+        run = tmp_path / stage
+        args = [
+            "fit", "-c", str(ROOT / "recipes" / "preview" / f"actions_{stage}.yaml"),
+            "--model.init_args.model", "listen_to_look_tiny",
+            "--model.init_args.steps", "2",
+            "--data.init_args.train_manifest", str(world / "train.jsonl"),
+            "--data.init_args.val_manifest", str(world / "val.jsonl"),
+            "--data.init_args.size", "32",
+            "--data.init_args.batch_size", "4",
+            "--trainer.max_epochs", "1",
+            "--trainer.limit_train_batches", "3",
+            "--trainer.default_root_dir", str(run),
+            "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+            "--trainer.logger.save_dir", str(run),
+            "--trainer.enable_progress_bar", "false",
+        ]  # fmt: skip
+        if previous is not None:
+            args += ["--model.init_args.init_from", str(previous)]
+        assert main(args) == 0
+        previous = next(run.glob("**/weights/last.safetensors"))
+        net, doc = load_weights(previous, task="preview")
+        assert doc["preprocessing"]["stage"] == stage and doc["preprocessing"]["classes"][-1] == "background"
+        assert "val/acc" in doc["meta"]["metrics"]
+    # the student's classifier is the teacher's, frozen
+    assert torch.equal(net.student.head.weight, net.teacher.net.fc.weight)
+    clip = sorted((world / "val").glob("*.mp4"))[0]
+    assert main(["recognize", str(clip), "--out", str(tmp_path / "out"), "--checkpoint", str(previous)]) == 0
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["method"] == "skim" and result["looked_at"] == 2 and result["windows"] == 6
+    assert result["gmacs"] > 0
+
+
+def test_student_stage_needs_the_teacher():
+    from avlearn.tasks.preview import ListenToLookTask
+
+    with pytest.raises(ValueError, match="init_from"):
+        ListenToLookTask(stage="student")
+
+
+def test_two_frame_temporal_convs_train_in_float32_under_bf16_autocast():
+    """The guard against CPU bf16 conv3d weight gradients that overflow on two-frame inputs: with it, the
+    gradient equals the float32 one; three-frame inputs still run in bf16."""
+    from avlearn.tasks.fit import guard_bf16_conv3d
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(8, 8, (3, 1, 1), padding=(1, 0, 0), bias=False)
+    x, g = torch.randn(4, 8, 2, 5, 5).relu(), torch.randn(4, 8, 2, 5, 5)
+    conv(x).backward(g)
+    exact = conv.weight.grad.clone()
+    conv.weight.grad = None
+    guard_bf16_conv3d(conv)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+        assert conv(torch.randn(1, 8, 3, 5, 5)).dtype == torch.bfloat16
+    assert y.dtype == torch.float32
+    y.backward(g)
+    torch.testing.assert_close(conv.weight.grad, exact)
