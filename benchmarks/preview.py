@@ -11,6 +11,7 @@ recognized by:
 - student uniform / random K: the image+audio student (IMGAUD2VID) at K evenly spaced / random windows;
 - student, every window: the student on all windows;
 - skimming K (IMGAUD-SKIMMING): the audio preview, then K looks chosen by the selector;
+- skimming K + teacher: the same K moments, classified by the teacher's clip model instead of the student;
 - audio only: a linear classifier on the student's audio features, trained on the train split's windows,
   averaged over every window of the video;
 - centre frame: a linear classifier on the student's image features of the video's centre frame.
@@ -40,6 +41,14 @@ from avlearn.models.summary import count_macs
 from avlearn.pipelines.recognize import load_recognizer, recognize, stft_macs
 
 KS = (1, 2, 3, 5, 8)
+LABELS = {
+    "uniform clips": "uniform {k} clips (teacher)",
+    "random clips": "random {k} clips (teacher)",
+    "student uniform": "student at {k} uniform windows",
+    "student random": "student at {k} random windows",
+    "skimming": "skimming, {k} looks (IMGAUD-SKIMMING)",
+    "skimming + teacher": "skimming, {k} looks, then the teacher at them",
+}
 
 
 def features(net, logmel, clips, per: int, windows: int):
@@ -123,8 +132,9 @@ def main() -> None:
     add("dense (teacher, every window)", windows, acc([answer(f["teacher"]) for f in feats]), windows * c_teacher)
     student_macs = c_image + c_audio + c_fft + c_fuse
     add("student, every window", windows, acc([answer(f["student"]) for f in feats]), windows * student_macs)
-    curves: dict[str, list[tuple[float, float]]] = {"skimming": [], "uniform clips": [], "random clips": [],
-                                                    "student uniform": [], "student random": []}  # fmt: skip
+    curves: dict[str, list[tuple[float, float]]] = {"skimming": [], "skimming + teacher": [], "uniform clips": [],
+                                                    "random clips": [], "student uniform": [],
+                                                    "student random": []}  # fmt: skip
     for i, k in enumerate(KS):
         random_draws = draws[5 * i : 5 * i + 5]
         u = uniform(k)
@@ -140,21 +150,19 @@ def main() -> None:
                 k * student_macs,
             ),  # fmt: skip
         }
-        answers, macs = [], []
+        answers, teacher_answers, macs = [], [], []
         for f in feats:
             with torch.inference_mode():
-                (_, probs), m = count_macs(lambda: net.skim_video(f["frames"][None], f["spec"][None], k))  # noqa: B023
-            answers.append(int(probs[0].mean(0)[:-1].argmax()))
+                (chosen, probs), m = count_macs(lambda: net.skim_video(f["frames"][None], f["spec"][None], k))  # noqa: B023
+            answers.append(answer(probs[0]))
+            teacher_answers.append(answer(f["teacher"][chosen[0]]))
             macs.append(m + windows * c_fft)
         results["skimming"] = (acc(answers), float(np.mean(macs)))
+        results["skimming + teacher"] = (acc(teacher_answers), float(np.mean(macs)) + k * c_teacher)
         for name, (a, m) in results.items():
             curves[name].append((m / 1e9, a))
-            if k == k_main:
-                label = {"uniform clips": "uniform {k} clips (teacher)", "random clips": "random {k} clips (teacher)",
-                         "student uniform": "student at {k} uniform windows",
-                         "student random": "student at {k} random windows",
-                         "skimming": "skimming, {k} looks (IMGAUD-SKIMMING)"}[name].format(k=k)  # fmt: skip
-                add(label, k, a, m)
+            if k == k_main or name.startswith("skimming"):
+                add(LABELS[name].format(k=k), k, a, m)
 
     # linear probes on the student's features (train split windows, window labels)
     train, train_windows, _ = load(args.train)
@@ -188,7 +196,7 @@ def main() -> None:
 
     # wall-clock per minute of video, recognize()'s path from the mp4
     model = (net, pre)
-    for method in ("skim", "dense"):
+    for method in ("skim", "skim-teacher", "dense"):
         seconds = media = 0.0
         for row in test.rows[: args.timing_videos]:
             t = time.perf_counter()

@@ -145,7 +145,7 @@ def test_three_stage_recipes_fit_and_recognize(world, tmp_path, capsys):
     clip = sorted((world / "val").glob("*.mp4"))[0]
     assert main(["recognize", str(clip), "--out", str(tmp_path / "out"), "--checkpoint", str(previous)]) == 0
     result = json.loads((tmp_path / "out" / "result.json").read_text())
-    assert result["method"] == "skim" and result["looked_at"] == 2 and result["windows"] == 6
+    assert result["method"] == "skim-teacher" and result["looked_at"] == 2 and result["windows"] == 6
     assert result["gmacs"] > 0
 
 
@@ -154,6 +154,70 @@ def test_student_stage_needs_the_teacher():
 
     with pytest.raises(ValueError, match="init_from"):
         ListenToLookTask(stage="student")
+
+
+def test_recognize_demo_clip(tmp_path, capsys):
+    """The shipped checkpoint recognizes the demo clip (a `chop` video from the test split, its motion variant
+    unseen in training): the audio preview chooses moments inside the labelled segments, and the clip
+    classifier there names the action at a fraction of the dense cost."""
+    row = json.loads((DEMO.parent / "test.jsonl").read_text().splitlines()[0])
+    clip = DEMO / "000000.mp4"
+    before = clip.read_bytes()
+
+    def inside(moments: list[dict]) -> int:
+        return sum(
+            any(s["start"] - 0.5 <= (m["start"] + m["end"]) / 2 <= s["end"] + 0.5 for s in row["segments"])
+            for m in moments
+        )
+
+    assert main(["recognize", str(clip), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["method"] == "skim-teacher" and result["looked_at"] == 2 and result["windows"] == 20
+    assert result["top"][0]["label"] == row["labels"][0] == "chop" and out.startswith("chop")
+    assert inside(result["moments"]) == 2, result["moments"]
+    assert clip.read_bytes() == before
+
+    assert main(["recognize", str(clip), "--out", str(tmp_path / "skim"), "--method", "skim", "--steps", "5"]) == 0
+    skim = json.loads((tmp_path / "skim" / "result.json").read_text())
+    assert skim["looked_at"] == 5 and inside(skim["moments"]) >= 4, skim["moments"]
+    assert skim["gmacs"] < result["gmacs"]
+
+    assert main(["recognize", str(clip), "--out", str(tmp_path / "dense"), "--method", "dense"]) == 0
+    dense = json.loads((tmp_path / "dense" / "result.json").read_text())
+    assert dense["top"][0]["label"] == "chop" and dense["gmacs"] > 4 * result["gmacs"]
+
+
+def test_recognize_bad_input(tmp_path, capsys):
+    from avlearn.io import write_video
+    from avlearn.models.weights import save_weights
+
+    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 50, 48, 48), dtype=np.uint8))
+    no_audio = write_video(tmp_path / "no_audio.mp4", frames, 25)
+    assert main(["recognize", str(no_audio), "--out", str(tmp_path / "a")]) == 0
+    assert "no audio track" in capsys.readouterr().out
+    result = json.loads((tmp_path / "a" / "result.json").read_text())
+    assert result["method"] == "dense" and result["windows"] == 2 and result["notes"]
+    capsys.readouterr()
+
+    short = write_video(tmp_path / "short.mp4", frames[:, :15], 25, torch.zeros(1, 9600), 16000)
+    assert main(["recognize", str(short), "--out", str(tmp_path / "b")]) == 1
+    assert "0.60 s long; recognize needs at least one 1 s window" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "result.json").exists()
+
+    # a clip of two windows and K = 5: both are looked at, with a note
+    two = write_video(tmp_path / "two.mp4", frames, 25, torch.zeros(1, 32000), 16000)
+    assert main(["recognize", str(two), "--out", str(tmp_path / "c"), "--steps", "5"]) == 0
+    assert "looked at all of them" in capsys.readouterr().out
+    assert json.loads((tmp_path / "c" / "result.json").read_text())["looked_at"] == 2
+
+    assert main(["recognize", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "d")]) == 1
+    assert "no such file" in capsys.readouterr().err
+
+    other = tmp_path / "other"
+    save_weights(other, create_model("c3d_tiny"), model_name="c3d_tiny", task="classify")
+    assert main(["recognize", str(DEMO / "000000.mp4"), "--out", str(tmp_path / "e"), "--checkpoint", str(other)]) == 1
+    assert "a 'classify' model (c3d_tiny), but a 'preview' checkpoint is needed" in capsys.readouterr().err
 
 
 def test_two_frame_temporal_convs_train_in_float32_under_bf16_autocast():

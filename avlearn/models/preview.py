@@ -265,7 +265,7 @@ class ListenToLook(nn.Module):
 
 @register_model(input_size={"frames": (20, 3, 96, 96), "spec": (20, 1, 64, 101)}, interface="preview")
 def listen_to_look(num_classes: int = 13, image_stride: int = 4) -> ListenToLook:
-    """Listen to Look: r2plus1d_cpu teacher, image+audio student (16-128 CNNs), LSTM selector."""
+    """Listen to Look: r2plus1d_cpu teacher, image+audio student (16-128 CNNs), LSTM selector; forward = 5 looks."""
     return ListenToLook(num_classes=num_classes, image_stride=image_stride)
 
 
