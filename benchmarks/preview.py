@@ -36,7 +36,7 @@ from transfer_probe import probe  # benchmarks/ is on sys.path when this script 
 from avlearn.audio import LogMel
 from avlearn.data.cache import decode_clips
 from avlearn.data.manifest import read_manifest
-from avlearn.data.preview import clip_input, frame_input, window_labels
+from avlearn.data.preview import clip_input, frame_input, split_windows, window_labels
 from avlearn.models.summary import count_macs
 from avlearn.pipelines.recognize import load_recognizer, recognize, stft_macs
 
@@ -51,12 +51,11 @@ LABELS = {
 }
 
 
-def features(net, logmel, clips, per: int, windows: int):
+def features(net, logmel, clips, windows: int):
     """Per video: teacher probabilities (W, C), student image/audio features, embeddings and probabilities."""
     out = []
     for v in range(len(clips.rows)):
-        video = clips.video[v, : per * windows].view(windows, per, *clips.video.shape[2:])
-        audio = clips.audio[v, : windows * clips.sample_rate].view(windows, -1)
+        video, audio = split_windows(clips.video[v], clips.audio[v], windows)
         with torch.inference_mode():
             spec = logmel(audio)[:, None]
             teacher = net.teacher(clip_input(video)).softmax(-1)
@@ -102,7 +101,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"{args.test}: labels {sorted(unknown)} are not among the checkpoint's classes {classes}")
     t0 = time.perf_counter()
-    feats = features(net, logmel, test, per, windows)
+    feats = features(net, logmel, test, windows)
     print(f"{len(feats)} test videos, {windows} windows each, features in {time.perf_counter() - t0:.0f} s")
 
     # costs of one window for each network, counted as they run
@@ -168,8 +167,7 @@ def main() -> None:
     train, train_windows, _ = load(args.train)
     tr_img, tr_aud, tr_y = [], [], []
     for v, row in enumerate(train.rows):
-        video = train.video[v, : per * train_windows].view(train_windows, per, *train.video.shape[2:])
-        audio = train.audio[v, : train_windows * train.sample_rate].view(train_windows, -1)
+        video, audio = split_windows(train.video[v], train.audio[v], train_windows)
         with torch.inference_mode():
             tr_img.append(net.student.image_features(frame_input(video)))
             tr_aud.append(net.student.audio_features(logmel(audio)[:, None]))

@@ -127,3 +127,11 @@ def clip_input(video: torch.Tensor) -> torch.Tensor:
 def frame_input(video: torch.Tensor) -> torch.Tensor:
     """Windows of uint8 frames ``(B, T, H, W, 3)`` -> the student's normalized centre frames ``(B, 3, H, W)``."""
     return normalize_video(video[:, video.shape[1] // 2, None])[:, :, 0]
+
+
+def split_windows(frames: torch.Tensor, audio: torch.Tensor, num_windows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One video's frames ``(N, H, W, 3)`` and audio ``(S,)`` -> ``num_windows`` equal windows, frames
+    ``(num_windows, N // num_windows, H, W, 3)`` and audio ``(num_windows, S // num_windows)`` (a remainder
+    shorter than a window is dropped)."""
+    t, s = frames.shape[0] // num_windows, audio.shape[-1] // num_windows
+    return frames[: t * num_windows].unflatten(0, (num_windows, t)), audio[: s * num_windows].view(num_windows, s)

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from avlearn.audio import LogMel
-from avlearn.data.preview import clip_input, frame_input
+from avlearn.data.preview import clip_input, frame_input, split_windows
 from avlearn.io import ClipRangeError, MissingStreamError, probe, read_clip
 from avlearn.io.write import atomic_path
 from avlearn.models.summary import count_macs
@@ -127,9 +127,8 @@ def recognize(
     t1 = time.perf_counter()
     clip = read_clip(path, 0.0, span, fps=pre["fps"], size=(pre["size"], pre["size"]),
                      sample_rate=pre["sample_rate"], audio=method != "dense")  # fmt: skip
-    video = clip.video.permute(1, 2, 3, 0)  # (T, H, W, 3)
-    per = video.shape[0] // num_windows
-    windows = video[: per * num_windows].view(num_windows, per, *video.shape[1:])  # (W, T, H, W, 3)
+    audio = clip.audio.mean(0) if clip.audio is not None else torch.zeros(num_windows)
+    windows, audio = split_windows(clip.video.permute(1, 2, 3, 0), audio, num_windows)  # (W, T, H, W, 3), (W, S)
     t2 = time.perf_counter()
 
     hop = round(pre["sample_rate"] * pre.get("spec_hop_s", 0.01))
@@ -141,8 +140,7 @@ def recognize(
                 logits = torch.cat([net.teacher(clip_input(windows[i : i + DENSE_BATCH]))
                                     for i in range(0, num_windows, DENSE_BATCH)])  # fmt: skip
                 return torch.arange(num_windows), logits.softmax(-1)
-            audio = clip.audio.mean(0)[: num_windows * round(window * pre["sample_rate"])]
-            spec = logmel(audio.view(num_windows, -1))[:, None]  # (W, 1, F, T)
+            spec = logmel(audio)[:, None]  # (W, 1, F, T)
             indices, probs = net.skim_video(frame_input(windows)[None], spec[None], k)
             if method == "skim-teacher":  # the clip classifier looks where the skim chose
                 return indices[0], net.teacher(clip_input(windows[indices[0]])).softmax(-1)
