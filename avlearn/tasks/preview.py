@@ -119,7 +119,7 @@ class ListenToLookTask(L.LightningModule):
         model: registered Listen to Look model.
         model_args: its builder's arguments (``num_classes`` is set from the data).
         init_from: weights of the previous stage (``.../weights/best``); required for stages 2 and 3.
-        steps: moments the selector looks at (stage 3; also reported in stage 2's validation).
+        steps: moments the selector looks at (stage 3).
         n_mels: mel bands of the student's audio input.
         temperature: Gumbel-softmax temperature of the selector's choices in training.
         lr: peak learning rate (AdamW, one-cycle schedule).
