@@ -33,10 +33,9 @@ import numpy as np
 import torch
 from transfer_probe import probe  # benchmarks/ is on sys.path when this script runs
 
-from avlearn.audio import LogMel
 from avlearn.data.cache import decode_clips
 from avlearn.data.manifest import read_manifest
-from avlearn.data.preview import clip_input, frame_input, split_windows, window_labels
+from avlearn.data.preview import N_FFT, clip_input, frame_input, split_windows, window_labels, window_logmel
 from avlearn.models.summary import count_macs
 from avlearn.pipelines.recognize import load_recognizer, recognize, stft_macs
 
@@ -84,8 +83,7 @@ def main() -> None:
 
     net, pre = load_recognizer(args.checkpoint)
     classes, k_main = pre["classes"], args.steps or pre["steps"]
-    logmel = LogMel(pre["sample_rate"], n_fft=512, hop_length=round(pre["sample_rate"] * pre["spec_hop_s"]),
-                    n_mels=pre["n_mels"])  # fmt: skip
+    logmel = window_logmel(pre["sample_rate"], pre["n_mels"], pre["spec_hop_s"])
     per = round(pre["window"] * pre["fps"])
 
     def load(manifest: str):
@@ -111,7 +109,7 @@ def main() -> None:
         _, c_image = count_macs(lambda: net.student.image_features(f["frames"][:1]))
         _, c_audio = count_macs(lambda: net.student.audio_features(f["spec"][:1]))
         _, c_fuse = count_macs(lambda: net.classify(net.student.embed(f["image"][:1], f["audio"][:1])))
-    c_fft = stft_macs(f["spec"].shape[-1], 512)
+    c_fft = stft_macs(f["spec"].shape[-1], N_FFT)
     print(f"per window GMACs: teacher {c_teacher / 1e9:.4f}, student image {c_image / 1e9:.4f}, audio "
           f"{c_audio / 1e9:.4f} (+ FFT {c_fft / 1e9:.5f}), fusion+classifier {c_fuse / 1e9:.5f}")  # fmt: skip
 

@@ -12,8 +12,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from avlearn.audio import LogMel
 from avlearn.data.cache import ClipArrays
 from avlearn.video.transforms import normalize_video
+
+N_FFT = 512
+SPEC_HOP_S = 0.01  # 10 ms log-mel hop
+
+
+def window_logmel(sample_rate: int, n_mels: int, hop_s: float = SPEC_HOP_S) -> LogMel:
+    """The student's audio input: log-mel of a window's waveform, ``(..., S)`` -> ``(..., n_mels, T)``."""
+    return LogMel(sample_rate, n_fft=N_FFT, hop_length=round(sample_rate * hop_s), n_mels=n_mels)
 
 
 def class_names(rows: list[dict[str, Any]]) -> list[str]:

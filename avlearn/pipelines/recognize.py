@@ -31,8 +31,7 @@ from typing import Any
 
 import torch
 
-from avlearn.audio import LogMel
-from avlearn.data.preview import clip_input, frame_input, split_windows
+from avlearn.data.preview import N_FFT, SPEC_HOP_S, clip_input, frame_input, split_windows, window_logmel
 from avlearn.io import ClipRangeError, MissingStreamError, probe, read_clip
 from avlearn.io.write import atomic_path
 from avlearn.models.summary import count_macs
@@ -131,8 +130,7 @@ def recognize(
     windows, audio = split_windows(clip.video.permute(1, 2, 3, 0), audio, num_windows)  # (W, T, H, W, 3), (W, S)
     t2 = time.perf_counter()
 
-    hop = round(pre["sample_rate"] * pre.get("spec_hop_s", 0.01))
-    logmel = LogMel(pre["sample_rate"], n_fft=512, hop_length=hop, n_mels=pre["n_mels"])
+    logmel = window_logmel(pre["sample_rate"], pre["n_mels"], pre.get("spec_hop_s", SPEC_HOP_S))
 
     def run() -> tuple[torch.Tensor, torch.Tensor]:
         with torch.inference_mode():
@@ -149,7 +147,7 @@ def recognize(
     if count:
         (indices, probs), macs = count_macs(run)
         if method != "dense":
-            macs += stft_macs(num_windows * (round(window * pre["sample_rate"]) // hop + 1), 512)
+            macs += stft_macs(num_windows * (audio.shape[-1] // logmel.hop_length + 1), N_FFT)
     else:
         (indices, probs), macs = run(), None
     t3 = time.perf_counter()

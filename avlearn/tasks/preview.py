@@ -23,16 +23,22 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from avlearn.audio import LogMel
 from avlearn.data.cache import ClipArrays, decode_clips
 from avlearn.data.manifest import read_manifest
-from avlearn.data.preview import PreviewVideos, PreviewWindows, class_names, clip_input, frame_input
+from avlearn.data.preview import (
+    SPEC_HOP_S,
+    PreviewVideos,
+    PreviewWindows,
+    class_names,
+    clip_input,
+    frame_input,
+    window_logmel,
+)
 from avlearn.models import create_model
 from avlearn.models.weights import load_weights
 from avlearn.tasks.fit import WindowData, adamw_one_cycle, checkpoint_info, guard_bf16_conv3d
 
 STAGES = ("teacher", "student", "skim")
-SPEC_HOP_S = 0.01
 
 
 class PreviewData(WindowData):
@@ -146,16 +152,14 @@ class ListenToLookTask(L.LightningModule):
         if stage != "teacher" and not init_from:
             raise ValueError(f"stage {stage!r} starts from the previous stage's weights: set init_from")
         self.save_hyperparameters()
-        self.net: torch.nn.Module | None = None
-        self.logmel = LogMel(16000, n_fft=512, hop_length=160, n_mels=n_mels)
+        self.net: torch.nn.Module | None = None  # built in setup, when the data's classes are known
 
     def setup(self, stage: str | None = None) -> None:
         if self.net is not None:
             return
         h = self.hparams
         dm = self.trainer.datamodule
-        sr = dm.hparams.sample_rate
-        self.logmel = LogMel(sr, n_fft=512, hop_length=round(sr * SPEC_HOP_S), n_mels=h.n_mels)
+        self.logmel = window_logmel(dm.hparams.sample_rate, h.n_mels)
         args = {**(h.model_args or {}), "num_classes": len(dm.classes)}
         if h.init_from:
             self.net, info = load_weights(h.init_from, task=self.task_name)
