@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from avlearn.io import AVClip, probe, read_clip, write_audio
+from avlearn.io.outdir import staged_output
 from avlearn.io.write import atomic_path
 
 DEFAULT_CLIP = Path(__file__).resolve().parents[1] / "assets" / "demo" / "speakers" / "test" / "000001.mp4"
+OUTPUTS = ("probe.json", "window.wav", "contact_sheet.png")  # the names written into --out
 
 
 def contact_sheet(clip: AVClip, path: Path, *, columns: int = 8, title: str = "") -> Path:
@@ -68,14 +70,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    info = probe(args.clip)
-    clip = read_clip(args.clip, args.start, args.duration, fps=args.fps, size=args.size, sample_rate=args.sample_rate)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out / "probe.json", protect=[args.clip]) as tmp:
-        tmp.write_text(json.dumps(info.to_dict(), indent=2))
-    write_audio(args.out / "window.wav", clip.audio, clip.sample_rate, protect=[args.clip])
-    title = f"{Path(args.clip).name}: {args.start:.2f}-{args.start + args.duration:.2f} s"
-    sheet = contact_sheet(clip, args.out / "contact_sheet.png", title=title)
+    # --out is checked and locked first; the three files move into it together at the end
+    with staged_output(args.out, [args.clip], OUTPUTS, "demo") as out:
+        info = probe(args.clip)
+        clip = read_clip(
+            args.clip, args.start, args.duration, fps=args.fps, size=args.size, sample_rate=args.sample_rate
+        )
+        with atomic_path(out / "probe.json", protect=[args.clip]) as tmp:
+            tmp.write_text(json.dumps(info.to_dict(), indent=2))
+        write_audio(out / "window.wav", clip.audio, clip.sample_rate, protect=[args.clip])
+        title = f"{Path(args.clip).name}: {args.start:.2f}-{args.start + args.duration:.2f} s"
+        contact_sheet(clip, out / "contact_sheet.png", title=title)
+    sheet = args.out / "contact_sheet.png"
     print(f"{args.clip}: {info.duration:.2f} s; read {tuple(clip.video.shape)} video, {tuple(clip.audio.shape)} audio")
     print(f"wrote {sheet}, {args.out / 'window.wav'}, {args.out / 'probe.json'}")
     return 0

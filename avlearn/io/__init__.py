@@ -10,6 +10,7 @@ from avlearn.io.errors import (
     TruncatedMediaError,
     TruncatedMediaWarning,
 )
+from avlearn.io.outdir import OutputError, staged_output
 from avlearn.io.write import write_audio, write_video
 
 __all__ = [
@@ -18,9 +19,11 @@ __all__ = [
     "MediaError",
     "MediaNotFoundError",
     "MissingStreamError",
+    "OutputError",
     "OverwriteInputError",
     "TruncatedMediaError",
     "TruncatedMediaWarning",
+    "staged_output",
     "write_audio",
     "write_video",
 ]

@@ -69,7 +69,8 @@ def atomic_path(path: PathLike, protect: Sequence[PathLike] = ()) -> Iterator[Pa
     """Yields a temporary path beside ``path``; on success renames it onto ``path``, on error removes it."""
     path = check_destination(path, protect)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    stem = path.stem if len(os.fsencode(path.stem)) <= 180 else "avlearn"  # the temporary name must fit too
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -112,7 +113,14 @@ def write_audio(
         raise ValueError(f"wav must be (channels, samples) or (samples,), got shape {data.shape}")
     data = np.clip(data, -1.0, 1.0).T  # soundfile wants (S, channels)
     with atomic_path(path, protect) as tmp:
-        soundfile.write(tmp, data, int(sample_rate), subtype="PCM_16", format=suffix[1:].upper())
+        try:
+            soundfile.write(tmp, data, int(sample_rate), subtype="PCM_16", format=suffix[1:].upper())
+        except soundfile.LibsndfileError as err:
+            # libsndfile says only "System error." for a full disk: recover the OS error it met
+            code = soundfile._ffi.errno
+            if err.code == 2 and code:  # SFE_SYSTEM
+                raise OSError(code, os.strerror(code), str(tmp)) from None
+            raise
     return Path(path)
 
 

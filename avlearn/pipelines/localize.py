@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from avlearn.io import ClipRangeError, MissingStreamError, probe, read_audio, read_clip, write_video
+from avlearn.io.outdir import staged_output
 from avlearn.io.write import atomic_path
 from avlearn.models.weights import CheckpointError, load_weights, read_weights_info
 
@@ -37,6 +38,7 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoin
 CHUNK_S = 20.0
 MIN_DURATION_S = 0.2  # five frames at 25 fps: less than that is not a clip to localize a sound in
 SILENCE_DBFS = -60.0  # a window quieter than this (RMS) has no sound to localize
+OUTPUTS = ("heatmap.mp4", "grid.png", "peaks.json")  # the names written into --out
 
 
 class Localizer:
@@ -194,7 +196,7 @@ class LocalizeResult:
     checkpoint: str
 
 
-def localize(
+def _localize_into(
     path: str | Path, out: str | Path, checkpoint: str | Path = DEFAULT_CHECKPOINT, *, size: int = 224
 ) -> LocalizeResult:
     """Localizes the sound of a clip frame by frame and writes ``heatmap.mp4``, ``grid.png``, ``peaks.json``.
@@ -276,6 +278,22 @@ def localize(
     with atomic_path(out / "peaks.json") as tmp:
         tmp.write_text(json.dumps(doc, indent=1) + "\n")
     return LocalizeResult(str(path), str(out), len(peaks), loc.fps, int(silent.sum()), loc.method, loc.checkpoint)
+
+
+def localize(
+    path: str | Path, out: str | Path, checkpoint: str | Path = DEFAULT_CHECKPOINT, **options
+) -> LocalizeResult:
+    """Localizes the sound of a clip frame by frame into ``out``: ``heatmap.mp4``, ``grid.png``, ``peaks.json``.
+
+    ``out`` is checked and locked before any work and the results move into it together at the end: an
+    earlier run's results there are replaced, other files kept, and a failed run leaves it as it was
+    (:func:`avlearn.io.staged_output`). Arguments (``size``: shorter side of the written video) and errors as
+    :func:`_localize_into`, which writes into a folder directly.
+    """
+    with staged_output(out, [path], OUTPUTS, "localize") as folder:
+        result = _localize_into(path, folder, checkpoint, **options)
+    result.out = str(out)
+    return result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

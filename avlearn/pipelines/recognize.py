@@ -33,6 +33,7 @@ import torch
 
 from avlearn.data.preview import N_FFT, SPEC_HOP_S, clip_input, frame_input, split_windows, window_logmel
 from avlearn.io import ClipRangeError, MissingStreamError, probe, read_clip
+from avlearn.io.outdir import staged_output
 from avlearn.io.write import atomic_path
 from avlearn.models.summary import count_macs
 from avlearn.models.weights import load_weights
@@ -184,13 +185,12 @@ def recognize(
 
 
 def write_result(result: dict[str, Any], out: str | Path) -> Path:
-    """Writes ``result.json`` into ``out`` atomically (never over the input)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / "result.json"
-    with atomic_path(target, [result["input"]]) as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-    return target
+    """Writes ``result.json`` into ``out`` as a whole (never over the input; an earlier run's results there
+    are replaced, other files kept: :func:`avlearn.io.staged_output`)."""
+    with staged_output(out, [result["input"]], ("result.json",), "recognize") as folder:
+        with atomic_path(Path(folder) / "result.json", [result["input"]]) as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+    return Path(out) / "result.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -208,8 +208,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise SystemExit("avlearn recognize: --steps must be at least 1")
-    result = recognize(args.clip, args.checkpoint, method=args.method, steps=args.steps, top=args.top)
-    target = write_result(result, args.out)
+    # --out is checked and locked before any work; the result moves into it as a whole at the end
+    with staged_output(args.out, [args.clip], ("result.json",), "recognize") as tmp:
+        result = recognize(args.clip, args.checkpoint, method=args.method, steps=args.steps, top=args.top)
+        write_result(result, tmp)
+    target = Path(args.out) / "result.json"
     for note in result["notes"]:
         print(f"note: {note}")
     width = max(len(t["label"]) for t in result["top"])

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from avlearn.io import ClipRangeError, MediaError, MissingStreamError, probe, read_clip, write_audio, write_video
+from avlearn.io.outdir import staged_output
 from avlearn.io.write import atomic_path
 from avlearn.models.weights import load_weights
 from avlearn.video.faces import FaceTrack, crop_boxes, mouth_boxes, track_faces
@@ -31,6 +32,7 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoin
 MAX_SHORT_SIDE = 360  # frames are read at most this size: enough for mouth crops, cheap for 720p/1080p
 MIN_DURATION = 0.3  # seconds; shorter clips are padded to one model window, shorter than this is refused
 SPEAKER_VIDEO_SIZE = 192
+OUTPUTS = ("speaker_*.wav", "speaker_*.mp4", "result.json")  # the names written into --out
 
 
 class NoFaceError(MediaError):
@@ -201,7 +203,19 @@ def _speaker_video(frames: torch.Tensor, track: FaceTrack) -> torch.Tensor:
 
 
 def write_result(result: SeparationResult, out_dir: str | Path) -> Path:
-    """Writes ``speaker_<k>.wav``, ``speaker_<k>.mp4`` and ``result.json`` into ``out_dir``."""
+    """Writes ``speaker_<k>.wav``, ``speaker_<k>.mp4`` and ``result.json`` into ``out_dir`` as a whole.
+
+    The folder then holds this result only (an earlier run's results there are replaced; other files are
+    kept), and a failed write leaves it as it was (:func:`avlearn.io.staged_output`). Returns the
+    ``result.json`` path.
+    """
+    with staged_output(out_dir, [result.path], OUTPUTS, "separate") as tmp:
+        _write_files(result, tmp)
+    return Path(out_dir) / "result.json"
+
+
+def _write_files(result: SeparationResult, out_dir: str | Path) -> Path:
+    """Writes the files of ``write_result`` into ``out_dir`` (a staging folder)."""
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -268,14 +282,16 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, json.JSONDecodeError) as err:
             print(f"avlearn separate: error: cannot read --boxes {args.boxes}: {err}", file=sys.stderr)
             return 1
-    try:
-        result = separate_clip(args.clip, args.checkpoint, boxes=boxes)
+    try:  # --out is checked and locked before any work; results move into it as a whole at the end
+        with staged_output(args.out, [args.clip, args.boxes], OUTPUTS, "separate") as tmp:
+            result = separate_clip(args.clip, args.checkpoint, boxes=boxes)
+            write_result(result, tmp)
     except BoxesError as err:
         print(f"avlearn separate: error: {err}", file=sys.stderr)
         return 1
     for note in result.notes:
         print(f"note: {note}")
-    path = write_result(result, args.out)
+    path = Path(args.out) / "result.json"
     duration = result.mixture.shape[0] / result.sample_rate
     total = sum(result.timings.values())
     print(f"{len(result.tracks)} speaker(s) in {args.clip} ({duration:.1f} s), separated in {total:.1f} s:")

@@ -1,0 +1,276 @@
+"""Results are written as a whole (avlearn.io.outdir): checked before any work, staged beside --out, locked,
+moved into place at the end; a failed or refused run changes nothing (issue 17, findings 2, 3 and 7)."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avlearn.cli import main
+from avlearn.io import OutputError, OverwriteInputError, staged_output, write_audio
+from avlearn.io.outdir import MARKER, output_lock
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEAKERS = ROOT / "assets" / "demo" / "speakers" / "test"
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Relative name -> sha256 of every file under ``folder`` (folders too, as "dir")."""
+    if not folder.exists():
+        return {}
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        out[str(p.relative_to(folder))] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def previous_run(folder: Path, files: dict[str, bytes], user_files: dict[str, bytes] = ()) -> Path:
+    """A folder as an earlier avlearn run left it: its files and the marker listing them (+ user files)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in {**files, **dict(user_files)}.items():
+        (folder / name).write_bytes(data)
+    (folder / MARKER).write_text(json.dumps({"command": "test", "files": sorted(files)}))
+    return folder
+
+
+def one_error_line(err: str, command: str) -> str:
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err
+    assert len(lines) == 1 and lines[0].startswith(f"avlearn {command}: error: "), err
+    return lines[0]
+
+
+# --- the context manager ---------------------------------------------------------------------------------
+
+
+def test_results_replace_the_previous_run_and_keep_user_files(tmp_path):
+    out = previous_run(tmp_path / "D", {"a.txt": b"old a", "b.txt": b"old b"}, {"notes.md": b"mine"})
+    with staged_output(out, outputs=("*.txt",), command="test") as tmp:
+        assert tmp.parent == out.parent and tmp != out and not any(tmp.iterdir())
+        (tmp / "a.txt").write_text("new a")
+        (tmp / "c.txt").write_text("new c")
+        assert (out / "b.txt").read_bytes() == b"old b"  # nothing moves before the end
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "a.txt", "c.txt", "notes.md"]
+    assert (out / "a.txt").read_text() == "new a" and (out / "notes.md").read_bytes() == b"mine"
+    assert json.loads((out / MARKER).read_text())["files"] == ["a.txt", "c.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["D"]  # no staging folder or lock left behind
+
+
+def test_a_folder_of_results_only_is_swapped_whole(tmp_path):
+    out = previous_run(tmp_path / "D", {"speaker_0.wav": b"0", "speaker_1.wav": b"1", "speaker_2.wav": b"2"})
+    with staged_output(out) as tmp:
+        (tmp / "speaker_0.wav").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "speaker_0.wav"]
+    assert oct(out.stat().st_mode & 0o777) == oct(0o777 & ~_umask())  # not mkdtemp's private 0o700
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["D"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("failure", [RuntimeError, KeyboardInterrupt])
+def test_a_failed_run_changes_nothing(tmp_path, failure):
+    out = previous_run(tmp_path / "D", {"a.txt": b"old"}, {"notes.md": b"mine"})
+    before = snapshot(tmp_path)
+    with pytest.raises(failure):
+        with staged_output(out) as tmp:
+            (tmp / "a.txt").write_text("half written")
+            raise failure()
+    assert snapshot(tmp_path) == before
+    # a new nested --out: the folders made for it are removed again
+    with pytest.raises(failure):
+        with staged_output(tmp_path / "x" / "y" / "D") as tmp:
+            raise failure()
+    assert snapshot(tmp_path) == before
+
+
+def test_checks_come_before_any_work(tmp_path):
+    ran = []
+    (tmp_path / "file").write_text("keep")
+    for out in (tmp_path / "file", tmp_path / "file" / "D", tmp_path / ("x" * 300), tmp_path / ("y" * 300) / "D"):
+        with pytest.raises(OutputError) as info:
+            with staged_output(out):
+                ran.append(out)
+        assert str(out) in str(info.value) and "--out" in str(info.value)
+    assert not ran and (tmp_path / "file").read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_an_input_where_a_result_would_land_is_refused_before_the_run(tmp_path):
+    out = previous_run(tmp_path / "D", {"speaker_0.mp4": b"earlier result"}, {"clip.mp4": b"user clip"})
+    os.link(out / "clip.mp4", tmp_path / "hardlink.mp4")
+    for clip, patterns in (
+        (out / "speaker_0.mp4", ()),  # listed in the marker: the run would remove or replace it
+        (out / "clip.mp4", ("*.mp4",)),  # has a result's name
+        (tmp_path / "hardlink.mp4", ("clip.mp4",)),  # the same file under another name
+    ):
+        with pytest.raises(OverwriteInputError):
+            with staged_output(out, inputs=[clip], outputs=patterns):
+                pytest.fail("the run started")
+    # a user's file in --out that no result touches is a fine input
+    with staged_output(out, inputs=[out / "clip.mp4"], outputs=("speaker_*",)) as tmp:
+        (tmp / "speaker_0.mp4").write_text("new")
+    assert (out / "clip.mp4").read_bytes() == b"user clip"
+
+
+def test_a_second_run_into_the_same_folder_refuses(tmp_path):
+    out = tmp_path / "D"
+    with staged_output(out):
+        with pytest.raises(OutputError, match=rf"another avlearn run \(pid {os.getpid()}\) is writing"):
+            with staged_output(out):
+                pytest.fail("two runs into one folder")
+    with staged_output(out) as tmp:  # released: the next run goes ahead
+        (tmp / "r.txt").write_text("ok")
+    assert (out / "r.txt").exists()
+
+
+def test_the_lock_holds_across_processes_and_a_dead_holder_releases_it(tmp_path):
+    out = tmp_path / "D"
+    code = (
+        "import sys, time\nfrom avlearn.io.outdir import staged_output\n"
+        f"with staged_output({str(out)!r}):\n    print('locked', flush=True)\n    time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(OutputError, match=rf"another avlearn run \(pid {holder.pid}\)"):
+            with staged_output(out):
+                pass
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs; the kernel drops its lock
+        holder.wait()
+    assert any(".avlearn-lock" in p.name for p in tmp_path.iterdir())  # the stale lock file is still there
+    with staged_output(out) as tmp:
+        (tmp / "r.txt").write_text("ok")
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".D.avlearn-tmp-")) == ["D"]
+
+
+def test_disk_full_and_permission_errors_become_one_line(tmp_path):
+    out = tmp_path / "D"
+    for code, words in ((errno.ENOSPC, "disk is full"), (errno.EACCES, "permission denied")):
+        with pytest.raises(OutputError, match=words) as info:
+            with staged_output(out) as tmp:
+                raise OSError(code, os.strerror(code), str(tmp / "speaker_0.wav"))
+        assert str(info.value).startswith(str(out))
+    # an OSError about another file (an unreadable input) is not blamed on --out
+    with pytest.raises(PermissionError):
+        with staged_output(out):
+            raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "clip.mp4"))
+    assert not out.exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 300 kB tmpfs (needs root and mount; skipped otherwise)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_write_audio_reports_a_full_disk_as_enospc(tiny_disk):
+    with pytest.raises(OSError) as info:
+        write_audio(tiny_disk / "a.wav", np.zeros(16000 * 20, np.float32), 16000)
+    assert info.value.errno == errno.ENOSPC  # not libsndfile's bare "System error."
+    assert list(tiny_disk.iterdir()) == []
+
+
+def test_separate_on_a_full_disk_says_so_in_one_line(tiny_disk, capsys):
+    code = main(["separate", str(SPEAKERS / "000001.mp4"), "--out", str(tiny_disk / "D")])
+    line = one_error_line(capsys.readouterr().err, "separate")
+    assert code == 1 and "disk is full" in line
+    assert list(tiny_disk.iterdir()) == []
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder nobody may write into: chmod for users, a read-only bind mount for root (else skipped)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("keep")
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    mount = ["mount", "--bind", str(folder), str(folder)]
+    if subprocess.run(mount, capture_output=True).returncode:
+        pytest.skip("cannot make a read-only folder as root here")
+    if subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], capture_output=True).returncode:
+        subprocess.run(["umount", str(folder)])
+        pytest.skip("cannot make a read-only folder as root here")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("sub", ["D", "new/D"])
+def test_an_unwritable_out_is_refused_before_any_work(read_only_dir, capsys, sub):
+    before = snapshot(read_only_dir)
+    t0 = time.perf_counter()
+    code = main(["localize", str(SPEAKERS / "000001.mp4"), "--out", str(read_only_dir / sub)])
+    line = one_error_line(capsys.readouterr().err, "localize")
+    assert code == 1 and "--out" in line and ("read-only" in line or "cannot write" in line)
+    assert time.perf_counter() - t0 < 2.0  # refused before loading the model and decoding
+    assert snapshot(read_only_dir) == before
+
+
+# --- the commands: findings 2 and 3 ---------------------------------------------------------------------
+
+
+def test_refused_separate_leaves_the_earlier_result_untouched(tmp_path, capsys):
+    """Finding 2: ``separate D/speaker_0.mp4 --out D`` replaced D/speaker_0.wav before refusing."""
+    out = previous_run(tmp_path / "D", {"speaker_0.wav": b"earlier voice", "result.json": b"{}"})
+    shutil.copy(SPEAKERS / "000001.mp4", out / "speaker_0.mp4")  # an earlier result, read as a clip
+    doc = json.loads((out / MARKER).read_text())
+    (out / MARKER).write_text(json.dumps({**doc, "files": [*doc["files"], "speaker_0.mp4"]}))
+    before = snapshot(out)
+    code = main(["separate", str(out / "speaker_0.mp4"), "--out", str(out)])
+    line = one_error_line(capsys.readouterr().err, "separate")
+    assert code == 1 and "speaker_0.mp4" in line and "choose another --out" in line
+    assert snapshot(out) == before
+
+
+def test_two_separate_runs_into_one_folder_do_not_mix(tmp_path, capsys):
+    """Finding 3: the second run's results replace the first's as a whole; a concurrent run refuses."""
+    out = tmp_path / "D"
+    (tmp_path / "D").mkdir()
+    (out / "my_notes.txt").write_text("kept")
+    assert main(["separate", str(SPEAKERS / "000002.mp4"), "--out", str(out)]) == 0  # three speakers
+    assert (out / "speaker_2.wav").exists()
+    assert main(["separate", str(SPEAKERS / "000001.mp4"), "--out", str(out)]) == 0  # two speakers
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [MARKER, "my_notes.txt", "result.json"] + [f"speaker_{k}.{e}" for k in (0, 1) for e in ("mp4", "wav")]
+    assert json.loads((out / "result.json").read_text())["clip"].endswith("000001.mp4")
+    capsys.readouterr()
+    before = snapshot(out)
+    with output_lock(out):  # another run holds the folder
+        code = main(["separate", str(SPEAKERS / "000002.mp4"), "--out", str(out)])
+    line = one_error_line(capsys.readouterr().err, "separate")
+    assert code == 1 and "another avlearn run" in line and "wait for it or choose another --out" in line
+    assert snapshot(out) == before
+
+
+def test_python_writers_stage_too(tmp_path):
+    """``localize(path, out)`` and ``write_result`` called from Python write their folder as a whole."""
+    from avlearn.pipelines.localize import localize
+
+    out = previous_run(tmp_path / "D", {"heatmap.mp4": b"old", "stale.png": b"old"})
+    result = localize(SPEAKERS / "000001.mp4", out)
+    assert result.out == str(out)
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "grid.png", "heatmap.mp4", "peaks.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["D"]
