@@ -1,4 +1,10 @@
-"""What a media file holds: streams, durations, frame rate (and whether it varies), rotation, codecs."""
+"""What a media file holds: streams, durations, frame rate (and whether it varies), rotation, codecs.
+
+Durations are those a reader can actually decode: a container that states none per stream (Matroska,
+WebM, raw H.264/AAC) is measured from its last packets, and one whose packets stop well before the
+duration it announces (a file cut off with its index intact) is reported as truncated, with the
+readable duration.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,10 @@ from avlearn.io.errors import InvalidMediaError, MediaNotFoundError
 # A frame interval this much longer or shorter than the median one makes the rate "variable".
 _VFR_TOLERANCE = 0.25
 _VFR_PACKETS = 600
+# Packets are read from this far before the announced end to find where each stream really ends.
+_TAIL_SECONDS = 3.0
+# A stream whose packets stop more than this before the announced end is cut off.
+_TRUNCATION_TOLERANCE = 0.25
 
 
 @dataclass(frozen=True)
@@ -33,7 +43,7 @@ class VideoInfo:
     rotation: int
     num_frames: int | None
     start: float
-    duration: float | None
+    duration: float | None  # from ``start``; measured from the packets where the container gives none
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -49,18 +59,25 @@ class AudioInfo:
     sample_rate: int
     channels: int
     start: float
-    duration: float | None
+    duration: float | None  # from ``start``; measured from the packets where the container gives none
 
 
 @dataclass(frozen=True)
 class MediaInfo:
-    """A probed file; a stream the file lacks is ``None``."""
+    """A probed file; a stream the file lacks is ``None``.
+
+    ``duration`` is the file time where the last readable stream ends. ``truncated`` says the packets stop
+    well before the duration the file announces (``announced_duration``): the file was cut off, and only
+    ``duration`` seconds of it can be read.
+    """
 
     path: str
     format: str
     duration: float
     video: VideoInfo | None
     audio: AudioInfo | None
+    truncated: bool = False
+    announced_duration: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,6 +95,10 @@ def open_media(path: str | os.PathLike) -> av.container.InputContainer:
         raise MediaNotFoundError(p, "no such file; check the path")
     if p.is_dir():
         raise MediaNotFoundError(p, "is a directory, not a media file; pass a file such as clip.mp4")
+    if not p.is_file():
+        raise MediaNotFoundError(
+            p, "is not a regular file (a pipe, socket or device); save the stream to a file and pass that"
+        )
     if p.stat().st_size == 0:
         raise InvalidMediaError(p, "the file is empty (0 bytes); it was probably not written completely")
     try:
@@ -98,38 +119,88 @@ def _seconds(value: int | None, time_base) -> float | None:
     return None if value is None or time_base is None else float(value * time_base)
 
 
-def _rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
-    # The display matrix reaches PyAV on decoded frames; one decoded frame costs milliseconds.
-    try:
-        frame = next(container.decode(stream))
-    except (StopIteration, av.FFmpegError):
-        return 0
-    finally:
-        container.seek(0)
+def _rotation(path: str, stream_index: int) -> int:
+    # The display matrix reaches PyAV on decoded frames; one decoded frame costs milliseconds. A fresh
+    # container each time: raw streams (.h264) cannot seek back to the start.
+    with open_media(path) as container:
+        try:
+            frame = next(container.decode(container.streams.video[stream_index]))
+        except (StopIteration, av.FFmpegError):
+            return 0
     # PyAV reports the display matrix angle counter-clockwise; avlearn states the clockwise turn to apply.
     return int(round(-(frame.rotation or 0) / 90.0)) % 4 * 90
 
 
-def _frame_intervals(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> np.ndarray:
-    times = []
-    for packet in container.demux(stream):
+@dataclass
+class _Track:
+    """What the packets of one stream say: first video timestamps (for the frame rate) and where it ends."""
+
+    times: list[int]
+    end: float | None = None  # seconds, end of the last packet seen
+    summed: float = 0.0  # seconds, sum of packet durations (raw streams carry no timestamps)
+
+    def add(self, packet: av.Packet, time_base: float, keep_times: bool) -> None:
+        if not packet.size:  # a flush packet at the end of the file
+            return
         ts = packet.pts if packet.pts is not None else packet.dts
+        length = (packet.duration or 0) * time_base
+        self.summed += length
         if ts is not None:
-            times.append(ts)
-        if len(times) >= _VFR_PACKETS:
-            break
-    container.seek(0)
-    return np.diff(np.unique(times)).astype(np.float64) * float(stream.time_base)
+            if keep_times and len(self.times) < _VFR_PACKETS:
+                self.times.append(ts)
+            t = ts * time_base + length
+            self.end = t if self.end is None else max(self.end, t)
+
+
+def _scan(path: str, streams: list[av.stream.Stream], tail_from: float | None) -> dict[int, _Track]:
+    """Reads packets (never decodes): the first video timestamps, then the tail from ``tail_from`` seconds.
+
+    Without ``tail_from`` (no announced duration) or where the file cannot seek (raw streams), every packet
+    is read: the only way to know where such a stream ends.
+    """
+    tracks = {s.index: _Track([]) for s in streams}
+    video = next((s.index for s in streams if s.type == "video"), None)
+    with open_media(path) as container:
+        wanted = [container.streams[i] for i in tracks]
+        bases = {s.index: float(s.time_base) for s in wanted}
+        packets = container.demux(wanted)
+        for packet in packets:
+            if packet.stream.index in tracks:
+                tracks[packet.stream.index].add(packet, bases[packet.stream.index], packet.stream.index == video)
+            if tail_from is not None and (video is None or len(tracks[video].times) >= _VFR_PACKETS):
+                break
+        else:
+            return tracks  # read to the end
+        try:
+            container.seek(max(0, int(tail_from * av.time_base)), backward=True)
+        except av.FFmpegError:
+            return _scan(path, streams, None)
+        for packet in container.demux(wanted):
+            if packet.stream.index in tracks:
+                tracks[packet.stream.index].add(packet, bases[packet.stream.index], False)
+    return tracks
+
+
+def _variable_rate(times: list[int], time_base: float, until: float | None) -> tuple[np.ndarray, bool]:
+    """Frame intervals (seconds) and whether they vary, from timestamps before ``until`` (the readable end)."""
+    stamps = np.unique(np.asarray(times, np.int64))
+    if until is not None:  # a cut-off file loses frames its last packets refer to: not a rate change
+        stamps = stamps[stamps * time_base < until - _TRUNCATION_TOLERANCE]
+    intervals = np.diff(stamps).astype(np.float64) * time_base
+    variable = bool(
+        len(intervals) > 1 and np.abs(intervals - np.median(intervals)).max() > _VFR_TOLERANCE * np.median(intervals)
+    )
+    return intervals, variable
 
 
 def probe(path: str | os.PathLike) -> MediaInfo:
-    """Describes a media file without decoding more than one frame.
+    """Describes a media file by reading its packets, decoding no more than one frame.
 
     Results are cached per (path, size, modification time), so readers that probe before every window
     (datasets reading many windows of one file) pay for it once.
 
     Args:
-        path: any file FFmpeg reads (mp4, webm, avi, mkv, wav, ogg, ...).
+        path: any file FFmpeg reads (mp4, mov, webm, mkv, avi, mpeg-ps, raw .h264/.aac/.mp3, wav, ogg, ...).
 
     Returns:
         A MediaInfo; ``video``/``audio`` is ``None`` where the file has no such stream.
@@ -142,7 +213,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
         st = p.stat()
     except OSError:
         st = None
-    if st is None or p.is_dir():
+    if st is None or not p.is_file() or st.st_size == 0:
         open_media(p)  # raises the right MediaError
     return _probe(str(path), st.st_size, st.st_mtime_ns)
 
@@ -150,17 +221,45 @@ def probe(path: str | os.PathLike) -> MediaInfo:
 @functools.lru_cache(maxsize=4096)
 def _probe(path: str, size: int, mtime_ns: int) -> MediaInfo:
     with open_media(path) as container:
+        vs = container.streams.video[0] if container.streams.video else None
+        as_ = container.streams.audio[0] if container.streams.audio else None
+        streams = [s for s in (vs, as_) if s is not None]
+        fmt = container.format.name
+        announced = {s.index: _seconds(s.duration, s.time_base) for s in streams}
+        starts = {s.index: _seconds(s.start_time, s.time_base) or 0.0 for s in streams}
+        file_end = (
+            (container.start_time or 0) / av.time_base + container.duration / av.time_base
+            if container.duration
+            else None
+        )
+        ends = [starts[i] + d for i, d in announced.items() if d] or ([file_end] if file_end else [])
+        announced_end = max(ends) if ends else None
+        tracks = _scan(path, streams, None if announced_end is None else max(0.0, announced_end - _TAIL_SECONDS))
+
+        # Where each stream really ends: its last packet; a stream whose packets carry no time (raw H.264)
+        # ends after the sum of their durations.
+        durations, truncated = {}, False
+        for s in streams:
+            track, start = tracks[s.index], starts[s.index]
+            measured = track.end - start if track.end is not None else (track.summed or None)
+            stated = announced[s.index]
+            if stated and (measured is None or measured < stated - _TRUNCATION_TOLERANCE):
+                truncated = True
+                durations[s.index] = measured if measured is not None else 0.0
+            elif s.type == "video" and stated and measured:
+                # Some containers estimate the stated duration (MPEG-PS); a video packet's end is exact.
+                durations[s.index] = max(stated, measured)
+            else:
+                durations[s.index] = stated or measured
+        if not truncated and announced_end is not None and not any(announced.values()):
+            # Matroska states only the file's duration: packets stopping well short of it are a cut-off file.
+            last = max((starts[i] + d for i, d in durations.items() if d), default=0.0)
+            truncated = last < announced_end - _TRUNCATION_TOLERANCE
+
         video = audio = None
-        ends = []
-        if container.streams.video:
-            vs = container.streams.video[0]
-            start = _seconds(vs.start_time, vs.time_base) or 0.0
-            duration = _seconds(vs.duration, vs.time_base)
-            intervals = _frame_intervals(container, vs)
-            variable = bool(
-                len(intervals) > 1
-                and np.abs(intervals - np.median(intervals)).max() > _VFR_TOLERANCE * np.median(intervals)
-            )
+        if vs is not None:
+            readable_end = starts[vs.index] + durations[vs.index] if truncated and durations[vs.index] else None
+            intervals, variable = _variable_rate(tracks[vs.index].times, float(vs.time_base), readable_end)
             # A constant rate is best read off the frame interval; the container's average rate divides by
             # a duration that may leave out the last frame's.
             fps = float(vs.average_rate or vs.guessed_rate or 0.0)
@@ -172,25 +271,27 @@ def _probe(path: str, size: int, mtime_ns: int) -> MediaInfo:
                 height=vs.codec_context.height,
                 fps=fps,
                 variable_fps=variable,
-                rotation=_rotation(container, vs),
+                rotation=_rotation(path, 0),
                 num_frames=vs.frames or None,
-                start=start,
-                duration=duration,
+                start=starts[vs.index],
+                duration=durations[vs.index],
             )
-            if duration:
-                ends.append(start + duration)
-        if container.streams.audio:
-            as_ = container.streams.audio[0]
-            start = _seconds(as_.start_time, as_.time_base) or 0.0
-            duration = _seconds(as_.duration, as_.time_base)
+        if as_ is not None:
             audio = AudioInfo(
                 codec=as_.codec_context.name,
                 sample_rate=as_.codec_context.sample_rate,
                 channels=as_.codec_context.channels,
-                start=start,
-                duration=duration,
+                start=starts[as_.index],
+                duration=durations[as_.index],
             )
-            if duration:
-                ends.append(start + duration)
-        total = max(ends) if ends else (container.duration or 0) / av.time_base
-        return MediaInfo(path=str(path), format=container.format.name, duration=float(total), video=video, audio=audio)
+    readable = [starts[i] + d for i, d in durations.items() if d]
+    total = max(readable) if readable else (0.0 if truncated else announced_end or 0.0)
+    return MediaInfo(
+        path=str(path),
+        format=fmt,
+        duration=float(total),
+        video=video,
+        audio=audio,
+        truncated=truncated,
+        announced_duration=float(announced_end) if truncated and announced_end else None,
+    )

@@ -10,7 +10,9 @@ inside FFmpeg (a shared swscale context, swresample), never in Python loops over
 
 from __future__ import annotations
 
+import contextlib
 import math
+import numbers
 import os
 import warnings
 from dataclasses import dataclass
@@ -36,6 +38,13 @@ _TIME_TOL = 1e-4
 _SKIP_MARGIN = 0.5
 # Audio decoded around the window so the resampler's filter has settled at the window's edges.
 _AUDIO_MARGIN = 0.05
+# Neutral words: these messages also reach command-line users, who pass no Python arguments.
+_NO_AUDIO = "the file has no audio stream (a silent video); a file with sound is needed"
+_NO_VIDEO = "the file has no video stream (sound only); a file with a picture is needed"
+# A window ending this close to where a cut-off file's data stop is warned about.
+_CUT_NEAR = 0.5
+# The lowest audio rate a read resamples to: FFmpeg's resampler produces nothing useful below it.
+MIN_SAMPLE_RATE = 1000
 
 
 @dataclass
@@ -97,7 +106,41 @@ def _presentation_times(pts: list[int | None], dts: list[int | None]) -> list[in
     if increasing(dts):
         return dts
     known = sorted(x for x in pts if x is not None)
+    # None left where neither is known (raw streams): the caller counts frames there
     return known if len(known) == len(pts) else [x if x is not None else d for x, d in zip(pts, dts)]
+
+
+def _whole(x, least: int) -> int | None:
+    """``x`` as an int if it is a whole number >= ``least`` (``112`` or ``112.0``), else None."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x) or x != int(x) or x < least:
+        return None
+    return int(x)
+
+
+def _check_size(size) -> int | tuple[int, int] | None:
+    """``size`` as ints; ValueError unless it is None, a positive whole number or a ``(height, width)`` pair."""
+    if size is None:
+        return None
+    if isinstance(size, (tuple, list)) and len(size) == 2 and None not in (pair := [_whole(v, 1) for v in size]):
+        return pair[0], pair[1]
+    if _whole(size, 1) is not None:
+        return _whole(size, 1)
+    raise ValueError(
+        f"size must be a positive whole number (the shorter side) or a (height, width) pair of them, got {size!r}"
+    )
+
+
+def _check_sample_rate(sample_rate) -> int | None:
+    """``sample_rate`` as an int; ValueError unless it is None (the file's rate) or a rate FFmpeg can produce."""
+    if sample_rate is None:
+        return None
+    rate = _whole(sample_rate, MIN_SAMPLE_RATE)
+    if rate is None:
+        raise ValueError(
+            f"sample_rate must be a whole number of Hz, at least {MIN_SAMPLE_RATE}, or None to keep the file's rate; "
+            f"got {sample_rate!r}"
+        )
+    return rate
 
 
 def _output_size(info_hw: tuple[int, int], size: int | tuple[int, int] | None) -> tuple[int, int]:
@@ -105,29 +148,44 @@ def _output_size(info_hw: tuple[int, int], size: int | tuple[int, int] | None) -
     if size is None:
         return h, w
     if isinstance(size, int):
-        if size <= 0:
-            raise ValueError(f"size must be positive, got {size}")
         scale = size / min(h, w)
         return max(2, round(h * scale / 2) * 2), max(2, round(w * scale / 2) * 2)
-    out_h, out_w = (int(s) for s in size)
-    if out_h <= 0 or out_w <= 0:
-        raise ValueError(f"size must be (height, width) with positive values, got {size}")
-    return out_h, out_w
+    return size
+
+
+def _open_at(path: str, kind: str, seconds: float) -> tuple[av.container.InputContainer, av.stream.Stream, bool]:
+    """A container positioned at the keyframe before ``seconds`` in its first ``kind`` stream, that stream,
+    and whether it could seek: a raw stream (.h264) cannot, and is then read from its start."""
+    container = open_media(path)
+    stream = getattr(container.streams, kind)[0]
+    try:
+        container.seek(max(0, int(seconds / float(stream.time_base))), stream=stream, backward=True, any_frame=False)
+        return container, stream, True
+    except av.FFmpegError:
+        container.close()
+        container = open_media(path)
+        return container, getattr(container.streams, kind)[0], False
 
 
 def _read_video(
-    container: av.container.InputContainer,
+    path: str,
     info: MediaInfo,
     start: float,
     duration: float,
     fps: float | None,
     size: int | tuple[int, int] | None,
+    closing: contextlib.ExitStack,
+    explain_stop: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Returns frames ``(T, H, W, 3)``, their times ``(T,)``, validity ``(T,)`` and the frame rate."""
+    """Returns frames ``(T, H, W, 3)``, their times ``(T,)``, validity ``(T,)`` and the frame rate.
+
+    Containers opened here stay open in ``closing`` until the frames are converted. ``explain_stop``
+    False leaves a decoding error unreported (the caller has already said the file is cut off).
+    """
     vinfo = info.video
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    time_base = float(stream.time_base)
+    first = _open_at(path, "video", start)
+    closing.enter_context(first[0])
+    time_base = float(first[1].time_base)
     # Timestamps are rounded to the container's time base (1 ms in webm/mkv): treat as one instant
     # whatever lies within one tick, or 30 fps read at 30 fps would duplicate and drop frames. Coarser
     # time bases are frame rates themselves (1/25 in AVI), whose ticks are exact.
@@ -150,9 +208,10 @@ def _read_video(
         ).to_ndarray()
         return np.rot90(rgb, k=-vinfo.rotation // 90, axes=(0, 1)) if vinfo.rotation else rgb
 
-    decoded: list[tuple[int | None, int | None, av.VideoFrame]] = []  # (pts, dts, frame) in display order
+    # (pts, dts, time, frame) in display order; time counts frames where the stream has no timestamps
+    decoded: list[tuple[int | None, int | None, float, av.VideoFrame]] = []
 
-    def frames_after_seek():
+    def frames_after_seek(container, stream):
         # Between the keyframe and the window, frames nothing refers to (most B-frames) are never shown:
         # the decoder skips them, which saves up to half the work of a long GOP.
         ctx, skipping = stream.codec_context, None
@@ -163,39 +222,47 @@ def _read_video(
                 ctx.skip_frame, skipping = ("NONREF" if skip else "DEFAULT"), skip
             yield from packet.decode()
 
-    def decode_from(seek_time: float) -> bool:
+    def decode_from(seek_time: float, opened=None) -> bool:
         """Decodes from the keyframe before ``seek_time``; False if that keyframe lies after the window start."""
         decoded.clear()
-        container.seek(max(0, int(seek_time / time_base)), stream=stream, backward=True, any_frame=False)
+        if opened is None:
+            opened = _open_at(path, "video", seek_time)
+            closing.enter_context(opened[0])
+        container, stream, seeked = opened
+        stream.thread_type = "AUTO"
         latest = -math.inf
         try:
-            for frame in frames_after_seek():
+            for frame in frames_after_seek(container, stream):
                 ts = frame.pts if frame.pts is not None else frame.dts
-                t = ts * time_base if ts is not None else latest + frame_dur
-                if not decoded and t > start + tol and seek_time > vinfo.start + tol:
+                t = ts * time_base if ts is not None else (latest + frame_dur if decoded else vinfo.start)
+                if seeked and not decoded and t > start + tol and seek_time > vinfo.start + tol:
                     return False  # the seek landed past the window start (B-frames, coarse index)
                 latest = max(latest, t)
-                decoded.append((frame.pts, frame.dts, frame))
+                decoded.append((frame.pts, frame.dts, t, frame))
                 if latest + frame_dur <= start + tol:
                     del decoded[:-4]  # before the window: keep the last few, one of them holds into it
                 if latest >= end - tol:
                     break
         except av.FFmpegError as err:
-            warnings.warn(
-                f"{info.path}: video decoding stopped near {latest:.3f}s ({err.strerror}); "
-                "the rest of the window is padded",
-                TruncatedMediaWarning,
-                stacklevel=4,
-            )
+            if explain_stop:
+                where = f"near {latest:.3f} s" if decoded else f"at its first frame after {seek_time:.3f} s"
+                warnings.warn(
+                    f"{info.path}: video decoding stopped {where} ({err.strerror}); the rest of the window is padded",
+                    TruncatedMediaWarning,
+                    stacklevel=4,
+                )
         return True
 
-    seek_time = start
-    while not decode_from(seek_time):
+    seek_time, opened = start, first
+    while not decode_from(seek_time, opened):
+        opened = None
         seek_time = max(vinfo.start, seek_time - 2.0) if seek_time > vinfo.start else 0.0
 
-    stamps = _presentation_times([p for p, _, _ in decoded], [d for _, d, _ in decoded])
-    times = np.array(stamps, dtype=np.float64) * time_base
-    pictures = [frame for _, _, frame in decoded]
+    stamps = _presentation_times([p for p, _, _, _ in decoded], [d for _, d, _, _ in decoded])
+    times = np.array(
+        [ts * time_base if ts is not None else t for ts, (_, _, t, _) in zip(stamps, decoded)], dtype=np.float64
+    )
+    pictures = [frame for _, _, _, frame in decoded]
     stream_end = (vinfo.start + vinfo.duration) if vinfo.duration else (times[-1] + frame_dur if len(times) else 0)
     if targets is None:
         inside = (times >= start - tol) & (times < end - tol)
@@ -231,12 +298,12 @@ def _read_video(
 
 
 def _decode_audio(
-    container: av.container.InputContainer,
     path: str,
     start: float,
     end: float | None,
     sample_rate: int | None,
     mono: bool,
+    explain_stop: bool = True,
 ) -> tuple[np.ndarray, float, int, bool]:
     """Decodes and resamples the audio around ``[start, end)``.
 
@@ -244,44 +311,56 @@ def _decode_audio(
         samples ``(channels, N)`` float32, the file time of sample 0, the sample rate, and whether the
         stream ended (EOF or a decode error) before ``end``.
     """
-    stream = container.streams.audio[0]
-    out_rate = int(sample_rate or stream.codec_context.sample_rate)
-    layout = "mono" if mono else stream.codec_context.layout.name
-    resampler = av.AudioResampler(format="fltp", layout=layout, rate=out_rate)
     seek_time = max(0.0, start - _AUDIO_MARGIN)
-    container.seek(int(seek_time / float(stream.time_base)), stream=stream, backward=True, any_frame=False)
-    chunks: list[np.ndarray] = []
-    origin = None
-    consumed = 0  # samples of output so far, to place chunks whose pts are missing
-    ended_early = True
+    container, stream, seeked = _open_at(path, "audio", seek_time)
+    with container:
+        out_rate = int(sample_rate or stream.codec_context.sample_rate)
+        layout = "mono" if mono else stream.codec_context.layout.name
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=out_rate)
+        chunks: list[np.ndarray] = []
+        origin = None
+        consumed = 0  # samples of output so far, to place chunks whose pts are missing
+        ended_early = True
 
-    def take(frames: list[av.AudioFrame]) -> None:
-        nonlocal consumed
-        for out in frames:
-            chunks.append(out.to_ndarray())
-            consumed += out.samples
+        def take(frames: list[av.AudioFrame]) -> None:
+            nonlocal consumed
+            for out in frames:
+                chunks.append(out.to_ndarray())
+                consumed += out.samples
 
-    try:
-        for frame in container.decode(stream):
-            t = frame.time
-            if t is not None and t + frame.samples / frame.sample_rate < start - _AUDIO_MARGIN:
-                continue
-            if origin is None:
-                origin = t if t is not None else seek_time
-            take(resampler.resample(frame))
-            if end is not None and t is not None and t > end + _AUDIO_MARGIN:
-                ended_early = False
-                break
-    except av.FFmpegError as err:
-        warnings.warn(
-            f"{path}: audio decoding stopped ({err.strerror}); the rest of the window is padded",
-            TruncatedMediaWarning,
-            stacklevel=4,
-        )
-    take(resampler.resample(None))
-    channels = 1 if mono else stream.codec_context.channels
-    data = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
-    return data.astype(np.float32, copy=False), float(origin if origin is not None else start), out_rate, ended_early
+        def frames():
+            # A seek into a stream without an index (MPEG-PS) can land inside a packet, which then fails to
+            # decode: skip such packets until one decodes; a failure after that means the data stop.
+            for packet in container.demux(stream):
+                try:
+                    yield from packet.decode()
+                except av.FFmpegError:
+                    if origin is not None:
+                        raise
+
+        try:
+            for frame in frames():
+                t = frame.time
+                if t is not None and t + frame.samples / frame.sample_rate < start - _AUDIO_MARGIN:
+                    continue
+                if origin is None:
+                    origin = t if t is not None else (seek_time if seeked else 0.0)
+                take(resampler.resample(frame))
+                if end is not None and t is not None and t > end + _AUDIO_MARGIN:
+                    ended_early = False
+                    break
+        except av.FFmpegError as err:
+            if explain_stop:
+                warnings.warn(
+                    f"{path}: audio decoding stopped ({err.strerror}); the rest of the window is padded",
+                    TruncatedMediaWarning,
+                    stacklevel=4,
+                )
+        take(resampler.resample(None))
+        channels = 1 if mono else stream.codec_context.channels
+        data = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
+        origin = float(origin if origin is not None else start)
+        return data.astype(np.float32, copy=False), origin, out_rate, ended_early
 
 
 def _validate_window(path: str, info: MediaInfo, start: float, duration: float) -> None:
@@ -289,6 +368,12 @@ def _validate_window(path: str, info: MediaInfo, start: float, duration: float) 
         raise ClipRangeError(path, f"duration must be a positive number of seconds, got {duration}")
     if not (math.isfinite(start) and start >= 0):
         raise ClipRangeError(path, f"start must be >= 0 seconds, got {start}")
+    if start >= info.duration and info.truncated:
+        raise TruncatedMediaError(
+            path,
+            f"the file is cut off at {info.duration:.3f} s (it announces {info.announced_duration:.3f} s), so "
+            f"nothing of the window {start:.3f}-{start + duration:.3f}s could be decoded; use a complete copy",
+        )
     if start >= info.duration:
         raise ClipRangeError(
             path, f"start {start:.3f}s is past the end of the file ({info.duration:.3f}s); choose an earlier start"
@@ -342,42 +427,54 @@ def read_clip(
     path = os.fspath(path)
     if not (video or audio):
         raise ValueError("read_clip: ask for video, audio or both")
-    if fps is not None and not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps}")
-    if sample_rate is not None and not sample_rate > 0:
-        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if fps is not None and not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number of frames per second, or None, got {fps!r}")
+    sample_rate, size = _check_sample_rate(sample_rate), _check_size(size)
     info = probe(path)
     if video and info.video is None:
-        raise MissingStreamError(path, "the file has no video stream; read it with video=False or use read_audio")
+        raise MissingStreamError(path, _NO_VIDEO)
     if audio and info.audio is None:
-        raise MissingStreamError(path, "the file has no audio stream; read it with audio=False")
+        raise MissingStreamError(path, _NO_AUDIO)
     _validate_window(path, info, start, duration)
     end = start + duration
+    # A window reaching the cut (a whole-file read ends exactly there) is told once here, instead of once per
+    # stream where decoding stops.
+    cut = info.truncated and end > info.duration - _CUT_NEAR
+    if cut:
+        warnings.warn(
+            f"{path}: the file is cut off: its data stop near {info.duration:.3f} s of the "
+            f"{info.announced_duration:.3f} s it announces; what follows is padded",
+            TruncatedMediaWarning,
+            stacklevel=2,
+        )
     clip = AVClip(None, None, start, duration, None, None, None, None, None, path)
-    with reading(path), open_media(path) as container:
+    with reading(path), contextlib.ExitStack() as closing:
         if video:
-            frames, times, valid, rate = _read_video(container, info, start, duration, fps, size)
+            frames, times, valid, rate = _read_video(path, info, start, duration, fps, size, closing, not cut)
             if not valid.any():
                 raise TruncatedMediaError(path, f"no frame of the window {start:.3f}-{end:.3f}s could be decoded")
-            _warn_if_truncated(path, "video", info.video.start + (info.video.duration or 0), end, valid, times)
+            if not cut:
+                _warn_if_truncated(path, "video", info.video.start + (info.video.duration or 0), end, valid, times)
             clip.video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (T,H,W,C) -> (C,T,H,W)
             clip.video_times, clip.video_valid, clip.fps = torch.from_numpy(times), torch.from_numpy(valid), rate
         if audio:
-            data, origin, rate, ended = _decode_audio(container, path, start, end, sample_rate, mono)
+            data, origin, rate, ended = _decode_audio(path, start, end, sample_rate, mono, not cut)
             num = max(1, round(duration * rate))
             out = np.zeros((data.shape[0], num), np.float32)
             valid = np.zeros(num, bool)
             offset = round((start - origin) * rate)  # index in data of the window's first sample
             # Samples past the announced end are codec padding (AAC's last frame), not sound.
             audio_end = info.audio.start + info.audio.duration if info.audio.duration else math.inf
-            real_end = min(data.shape[1], math.ceil((audio_end - origin) * rate))
+            real_end = data.shape[1]
+            if math.isfinite(audio_end):
+                real_end = min(real_end, math.ceil((audio_end - origin) * rate))
             lo, hi = max(0, offset), min(real_end, offset + num)
             if hi > lo:
                 out[:, lo - offset : hi - offset] = data[:, lo:hi]
                 valid[lo - offset : hi - offset] = True
             if not valid.any():
                 raise TruncatedMediaError(path, f"no audio of the window {start:.3f}-{end:.3f}s could be decoded")
-            if ended and not valid[-1] and origin + data.shape[1] / rate < min(end, audio_end) - 0.1:
+            if not cut and ended and not valid[-1] and origin + data.shape[1] / rate < min(end, audio_end) - 0.1:
                 warnings.warn(
                     f"{path}: audio ends at {origin + data.shape[1] / rate:.3f}s, before the {audio_end:.3f}s the "
                     "file announces (truncated file?); the rest of the window is silence",
@@ -412,13 +509,16 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None, mono: bo
 
     Raises:
         MediaNotFoundError, InvalidMediaError, MissingStreamError: see ``read_clip``.
+        ValueError: a ``sample_rate`` below ``MIN_SAMPLE_RATE`` Hz (as ``read_clip``).
     """
     path = os.fspath(path)
-    with reading(path), open_media(path) as container:
-        if not container.streams.audio:
-            raise MissingStreamError(path, "the file has no audio stream")
+    sample_rate = _check_sample_rate(sample_rate)
+    with reading(path):
+        with open_media(path) as container:
+            if not container.streams.audio:
+                raise MissingStreamError(path, _NO_AUDIO)
         try:
-            data, _, rate, _ = _decode_audio(container, path, 0.0, None, sample_rate, mono)
+            data, _, rate, _ = _decode_audio(path, 0.0, None, sample_rate, mono)
         except av.FFmpegError as err:  # pragma: no cover - decode errors are turned into warnings inside
             raise InvalidMediaError(path, f"audio could not be decoded ({err.strerror})") from None
     if data.shape[1] == 0:
