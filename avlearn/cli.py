@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -35,8 +38,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def warnings_as_lines(command: str) -> Iterator[None]:
+    """Every warning a subcommand raises prints as one line, ``avlearn COMMAND: warning: MESSAGE``, instead
+    of Python's two (source file, line number and the code that warned); the one place that formats them."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        try:
+            print(f"avlearn {command}: warning: {text}", file=file or sys.stderr)
+        except OSError:  # stderr closed: a warning is not worth a crash
+            pass
+
+    previous, warnings.showwarning = warnings.showwarning, show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in (*COMMANDS, "fit"):
+        with warnings_as_lines(argv[0]):
+            return _main(argv)
+    return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] == "fit":
         from avlearn.tasks.fit import fit_main  # LightningCLI owns the parsing of training recipes
 

@@ -23,6 +23,23 @@ from avlearn.models.registry import create_model
 
 FORMAT_VERSION = 1
 
+# What the inference pipelines read from ``preprocessing``, per task (localize reads a sync checkpoint's
+# too). Checked when a checkpoint is loaded for a task, so a description lacking one is refused in one
+# line naming the keys, not with a KeyError deep inside a pipeline.
+REQUIRED_PREPROCESSING: dict[str, tuple[str, ...]] = {
+    "sync": ("fps", "n_mels", "sample_rate", "size", "spec_hop_s", "window"),
+    "localize": ("fps", "n_mels", "sample_rate", "size", "spec_hop_s", "window"),
+    "separation": ("crop_size", "fps", "hop_length", "n_fft", "sample_rate", "window"),
+    "preview": ("classes", "fps", "n_mels", "sample_rate", "size", "window"),
+}
+
+# Suffixes of files that are not exported weights: training checkpoints and other pickles.
+_PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".pkl", ".bin")
+_WHAT_IS_TAKEN = (
+    "inference takes exported weights, NAME.safetensors + NAME.json, which `avlearn fit` writes into "
+    "its run folder as weights/last and weights/best (pass e.g. --checkpoint runs/.../version_0/weights/best)"
+)
+
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, damaged, or holds a different model than the one asked for."""
@@ -81,16 +98,35 @@ def save_weights(
     return weights
 
 
+def _check_named(path: str | os.PathLike) -> None:
+    """Refuses, naming the file the user gave, what is not an exported checkpoint: a pickled training
+    checkpoint (never unpickled: a pickle can run code) or a folder."""
+    p = Path(path)
+    if p.suffix.lower() in _PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"{p}: a {p.suffix} file is a training checkpoint or another pickle, which avlearn never loads for "
+            f"inference (unpickling runs code); {_WHAT_IS_TAKEN}"
+        )
+    if p.is_dir():
+        runs = sorted(p.glob("**/weights/*.safetensors"))
+        hint = f" (it holds the exported {runs[-1].with_suffix('')})" if runs else ""
+        raise CheckpointError(f"{p}: is a folder, not a checkpoint{hint}; {_WHAT_IS_TAKEN}")
+
+
 def read_weights_info(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON description of a checkpoint.
 
     Raises:
-        CheckpointError: missing or unreadable files, or a JSON that is not an avlearn checkpoint.
+        CheckpointError: missing or unreadable files, a pickle or a folder instead of exported weights, or a
+            JSON that is not an avlearn checkpoint.
     """
+    _check_named(path)
     weights, info = _paths(path)
     for p in (weights, info):
         if not p.is_file():
-            raise CheckpointError(f"{p}: checkpoint file not found (a checkpoint is NAME.safetensors + NAME.json)")
+            given = Path(path)
+            named = "" if given in (weights, info) else f" (looked for it because {given} was given)"
+            raise CheckpointError(f"{p}: checkpoint file not found{named}; {_WHAT_IS_TAKEN}")
     try:
         doc = json.loads(info.read_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -101,27 +137,43 @@ def read_weights_info(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_weights(
-    path: str | os.PathLike, *, task: str | None = None, map_location: str | torch.device = "cpu"
+    path: str | os.PathLike,
+    *,
+    task: str | None = None,
+    require: tuple[str, ...] | list[str] = (),
+    map_location: str | torch.device = "cpu",
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Builds the registered model a checkpoint describes and loads its tensors (strictly).
 
     Args:
         path: ``NAME``, ``NAME.safetensors`` or ``NAME.json``.
-        task: the task the caller needs (``sync``, ...); a checkpoint trained for another task is refused.
+        task: the task the caller needs (``sync``, ...); a checkpoint trained for another task is refused, and
+            one whose ``preprocessing`` lacks a key of ``REQUIRED_PREPROCESSING[task]``.
+        require: further ``preprocessing`` keys the caller reads.
         map_location: device for the tensors.
 
     Returns:
         ``(model in eval mode, description dict)``.
 
     Raises:
-        CheckpointError: missing/damaged files, another task's checkpoint, or tensors that do not fit the model.
+        CheckpointError: missing/damaged files, another task's checkpoint, a description lacking preprocessing
+            keys, or tensors that do not fit the model.
     """
-    weights, _ = _paths(path)
+    weights, info = _paths(path)
     doc = read_weights_info(path)
     if task is not None and doc.get("task") != task:
         raise CheckpointError(
             f"{weights}: this checkpoint holds a {doc.get('task')!r} model ({doc['model']}), "
             f"but a {task!r} checkpoint is needed here"
+        )
+    pre = doc.get("preprocessing")
+    needed = [*REQUIRED_PREPROCESSING.get(task or "", ()), *require]
+    missing = sorted({k for k in needed if not isinstance(pre, dict) or k not in pre})
+    if missing:
+        raise CheckpointError(
+            f"{info}: the checkpoint description lacks the preprocessing entries {', '.join(missing)}, which "
+            f"the {task or 'caller'} pipeline needs; re-export it with a current `avlearn fit`, or add them to the "
+            '"preprocessing" object of the JSON'
         )
     try:
         model = create_model(doc["model"], **doc.get("model_args", {}))
