@@ -33,3 +33,17 @@ class StopAfterEpochs(L.Callback):
     def on_train_epoch_end(self, trainer, module) -> None:
         if trainer.current_epoch + 1 >= self.epochs:
             trainer.should_stop = True
+
+
+class KillAt(L.Callback):
+    """Kills its own process with SIGKILL when training reaches ``step`` (no hook, no cleanup: as ``kill -9``)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -32,6 +32,7 @@ from avlearn.io.write import atomic_path
 SCHEMA_VERSION = 1
 _PATH_FIELDS = ("path", "annotations", "background_stem")
 _NUMBER = (int, float)
+_FORMAT_HINT = "a manifest is JSON Lines: one object with path, start and end per line"
 _OPTIONAL_TYPES: dict[str, tuple[type, ...]] = {
     "id": (str,),
     "split": (str,),
@@ -51,7 +52,11 @@ _OPTIONAL_TYPES: dict[str, tuple[type, ...]] = {
 
 
 class ManifestError(ValueError):
-    """A manifest row is malformed; the message names the file, the line and the field."""
+    """A manifest is unreadable or a row is malformed; the message names the file (and line) and says what to do."""
+
+
+class ManifestNotFoundError(ManifestError, FileNotFoundError):
+    """No manifest at that path (also a ``FileNotFoundError``, as callers of :func:`read_manifest` expect)."""
 
 
 def validate_row(row: Any, where: str = "row") -> dict[str, Any]:
@@ -124,23 +129,37 @@ def read_manifest(path: str | os.PathLike, *, validate: bool = True) -> list[dic
     """Reads a JSONL manifest; returns rows with absolute paths.
 
     Raises:
-        FileNotFoundError: no such manifest.
-        ManifestError: a line is not JSON or does not fit the schema (the message gives the line).
+        ManifestNotFoundError: no such manifest (a ``FileNotFoundError`` too).
+        ManifestError: the file is not text, a line is not JSON or does not fit the schema (the message gives
+            the line and what to do).
     """
     path = Path(path)
+    if not path.is_file():
+        if path.is_dir():
+            raise ManifestError(f"{path}: is a folder, not a manifest; pass the .jsonl file inside it")
+        raise ManifestNotFoundError(f"{path}: no such manifest; check the path (avlearn synth writes one)")
     root = path.resolve().parent
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines: U+2028 may sit in a string
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not a text file; {_FORMAT_HINT}") from None
+    except OSError as err:
+        raise ManifestError(f"{path}: cannot be read ({err.strerror}); check its permissions") from None
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ManifestError(f"{where}: not valid JSON ({err.msg} at column {err.colno}); {_FORMAT_HINT}") from None
+        if validate:
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ManifestError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
-            row = validate_row(row, where) if validate else row
-            rows.append(_map_paths(row, lambda p: _resolve(p, root)))
+                row = validate_row(row, where)
+            except ManifestError as err:
+                raise ManifestError(f"{err}; fix that line of the manifest") from None
+        rows.append(_map_paths(row, lambda p: _resolve(p, root)))
     return rows
 
 

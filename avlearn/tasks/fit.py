@@ -1,23 +1,53 @@
 """``avlearn fit -c RECIPE.yaml``: training through LightningCLI, plus the export of weights as data.
 
 LightningCLI parses the recipe (one YAML file naming the task, the data module and the trainer), saves the
-resolved config beside the logs, and runs ``Trainer.fit``; ``--ckpt_path last`` resumes a killed run from
-its last Lightning checkpoint (model, optimizer, scheduler and loop state). :class:`ExportWeights` writes
-the model as safetensors + JSON (``weights/best`` and ``weights/last``) after each validation: those files
-are what inference loads, with no pickle involved.
+resolved config beside the logs, and runs ``Trainer.fit``. Before anything is written, :func:`fit_main`
+checks what a user can get wrong (manifests, ``--ckpt_path``, a resumed run longer than its schedule) and
+reports it as one line, exit status 1. ``--ckpt_path last`` resumes the newest ``last.ckpt`` of any earlier
+run of the recipe (see :mod:`avlearn.tasks.checkpoints`: it is written at each epoch end and every few
+minutes); the resumed run logs into a new ``version_N`` folder whose ``config.yaml`` names the checkpoint
+it continued (``ckpt_path``), and whose ``metrics.csv`` starts at the saved step. :class:`ExportWeights`
+writes the model as safetensors + JSON (``weights/best`` and ``weights/last``) after each validation: those
+files are what inference loads, with no pickle involved.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 
+from avlearn.data.manifest import ManifestError, read_manifest
 from avlearn.data.sync import EpochShuffle
-from avlearn.models.weights import save_weights
+from avlearn.io.errors import MediaError
+from avlearn.io.write import atomic_path
+from avlearn.models.weights import CheckpointError, save_weights
+from avlearn.tasks.checkpoints import (
+    AtomicCheckpointIO,
+    FitError,
+    LastCheckpoint,
+    check_checkpoint,
+    check_schedule,
+    find_last_checkpoint,
+    logged_runs_folder,
+)
+
+__all__ = [
+    "ExportWeights",
+    "FitError",
+    "LastCheckpoint",
+    "ResumableLoader",
+    "WindowData",
+    "adamw_one_cycle",
+    "checkpoint_info",
+    "fit_main",
+    "guard_bf16_conv3d",
+]
 
 
 class ExportWeights(L.Callback):
@@ -36,20 +66,38 @@ class ExportWeights(L.Callback):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         self.monitor, self.mode = monitor, mode
         self.best = -math.inf if mode == "max" else math.inf
+        self.folder: str | None = None  # where weights/ was written (restored: the resumed run's)
 
     def state_dict(self) -> dict:
-        return {"best": self.best}
+        return {"best": self.best, "folder": self.folder}
 
     def load_state_dict(self, state: dict) -> None:
-        self.best = state["best"]
+        self.best, self.folder = state["best"], state.get("folder")
+
+    @staticmethod
+    def _folder(trainer: L.Trainer) -> Path:
+        log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
+        return Path(log_dir or trainer.default_root_dir) / "weights"
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A resumed run logs into a new folder: it starts with the best weights so far, which it replaces
+        only when it beats them."""
+        folder = self._folder(trainer)
+        old = Path(self.folder) if self.folder else None
+        if not trainer.is_global_zero or old is None or old.resolve() == folder.resolve():
+            return
+        for name in ("best.safetensors", "best.json"):
+            if (old / name).is_file() and not (folder / name).exists():
+                with atomic_path(folder / name) as tmp:
+                    shutil.copyfile(old / name, tmp)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
+        folder = self._folder(trainer)
         if not trainer.is_global_zero:
             return
-        folder = Path(log_dir or trainer.default_root_dir) / "weights"
+        self.folder = str(folder)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         meta = {"epoch": trainer.current_epoch, "global_step": trainer.global_step, "metrics": metrics}
         info = pl_module.export_info()
@@ -60,14 +108,48 @@ class ExportWeights(L.Callback):
             save_weights(folder / "best", pl_module.net, **info, meta=meta)
 
 
+class ResumableLoader(torch.utils.data.DataLoader):
+    """A DataLoader whose position within the epoch is saved in Lightning checkpoints, so a run resumed from
+    a mid-epoch checkpoint goes on with the next batch instead of starting the epoch over.
+
+    Lightning saves ``state_dict()`` of every training loader that has one and hands it back on resume; it
+    restarts the interrupted epoch, and this loader then skips the batches already trained on (it reads
+    and drops them: the order, e.g. :class:`~avlearn.data.sync.EpochShuffle`'s, must depend only on the
+    seed and the epoch for the skipped ones to be the same). A checkpoint at an epoch end skips nothing.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._served = 0  # batches handed out in the current pass
+        self._skip = 0  # batches to drop at the start of the next pass
+
+    def __iter__(self):
+        skip, self._skip = self._skip, 0
+        batches = super().__iter__()
+        for _ in range(skip):
+            next(batches)
+        self._served = skip
+        for batch in batches:
+            self._served += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"batches": self._served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        served = int(state.get("batches", 0))
+        self._skip = served if 0 < served < len(self) else 0
+
+
 class WindowData(L.LightningDataModule):
     """Loaders shared by the data modules that cut windows from decoded clips in memory: training in the
-    seeded per-epoch order of :class:`~avlearn.data.sync.EpochShuffle` (a resumed run sees the same batches),
-    validation in order. Subclasses set ``train_set``/``val_set`` in ``setup`` and have ``batch_size``,
-    ``num_workers`` and ``seed`` hyperparameters."""
+    seeded per-epoch order of :class:`~avlearn.data.sync.EpochShuffle` through a :class:`ResumableLoader`
+    (a run resumed at an epoch end or in the middle of one sees the same batches), validation in order.
+    Subclasses set ``train_set``/``val_set`` in ``setup`` and have ``batch_size``, ``num_workers`` and
+    ``seed`` hyperparameters."""
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(
+        return ResumableLoader(
             self.train_set,
             batch_size=self.hparams.batch_size,
             sampler=EpochShuffle(len(self.train_set), seed=self.hparams.seed),
@@ -111,19 +193,85 @@ def adamw_one_cycle(module: L.LightningModule, lr: float, weight_decay: float) -
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def fit_main(argv: list[str]) -> int:
-    """Runs ``LightningCLI`` in fit mode with the recipe's task and data module."""
-    from lightning.pytorch.cli import LightningCLI
+def check_manifests(datamodule: L.LightningDataModule | None) -> None:
+    """Reads every ``*manifest`` hyperparameter of the data module before training writes anything: a missing,
+    unreadable or empty manifest, or one listing a missing media file, is one line instead of a traceback
+    from the middle of ``setup``.
 
-    LightningCLI(
-        L.LightningModule,
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=["fit", *argv],
-        save_config_kwargs={"overwrite": True},
-        seed_everything_default=0,
-    )
+    Raises:
+        ManifestError, FitError.
+    """
+    hparams = getattr(datamodule, "hparams", None) or {}
+    for key, value in hparams.items():
+        if not key.endswith("manifest") or not isinstance(value, (str, Path)):
+            continue
+        rows = read_manifest(value)
+        if not rows:
+            raise FitError(f"{value}: the manifest has no rows; point --data.init_args.{key} at one that lists clips")
+        missing = next((row["path"] for row in rows if not Path(row["path"]).is_file()), None)
+        if missing is not None:
+            raise FitError(f"{value}: lists {missing}, which does not exist; fix that row or render the data again")
+
+
+def _cli_class():
+    from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    class FitCLI(LightningCLI):
+        """LightningCLI with avlearn's checks and ``--ckpt_path last`` across runs."""
+
+        def parse_arguments(self, parser, args) -> None:
+            # LightningCLI warns whenever args are given while sys.argv has any (as under `avlearn fit`)
+            self.config = parser.parse_args(args)
+            ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
+            if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
+                check_checkpoint(ckpt_path)  # before LightningCLI itself unpickles it for hyperparameters
+
+        def before_fit(self) -> None:
+            trainer = self.trainer
+            check_manifests(self.datamodule)
+            ckpt_path = self.config.fit.get("ckpt_path")
+            say = print if trainer.is_global_zero else (lambda *a, **k: None)
+            if ckpt_path == "last":
+                found = find_last_checkpoint(trainer)
+                if found is None:
+                    say(
+                        f"avlearn fit: warning: {logged_runs_folder(trainer)}: no last.ckpt of an earlier run "
+                        "to resume; starting from scratch",
+                        file=sys.stderr,
+                    )
+                ckpt_path = None if found is None else str(found)
+            if ckpt_path and ckpt_path not in ("best", "hpc", "registry"):
+                ckpt = check_checkpoint(ckpt_path)
+                check_schedule(ckpt_path, ckpt, trainer.max_epochs, trainer.max_steps)
+                say(
+                    f"avlearn fit: resuming {ckpt_path} (epoch {ckpt['epoch']}, step {ckpt['global_step']})",
+                    file=sys.stderr,
+                )
+            # the saved config.yaml records which checkpoint this run continued
+            self.config.fit.ckpt_path = self.config_init.fit.ckpt_path = ckpt_path
+            if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+                trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+
+    return FitCLI
+
+
+def fit_main(argv: list[str]) -> int:
+    """Runs ``LightningCLI`` in fit mode with the recipe's task and data module; a user error (bad manifest,
+    media, checkpoint or resume request) is one line on stderr and exit status 1."""
+    try:
+        _cli_class()(
+            L.LightningModule,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=["fit", *argv],
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=0,
+        )
+    except (FitError, ManifestError, MediaError, CheckpointError) as err:
+        print(f"avlearn fit: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
