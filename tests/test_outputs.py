@@ -274,3 +274,16 @@ def test_python_writers_stage_too(tmp_path):
     assert result.out == str(out)
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "grid.png", "heatmap.mp4", "peaks.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["D"]
+
+
+def test_synth_checks_and_locks_its_folder_before_rendering(tmp_path, capsys):
+    """``synth`` grows a data set in place (no staging), but an unusable or busy --out is refused first."""
+    (tmp_path / "file").write_text("keep")
+    args = ["speakers", "--num-clips", "1", "--workers", "0", "--quiet"]
+    assert main(["synth", *args, "--out", str(tmp_path / "file")]) == 1
+    assert "exists and is not a folder" in one_error_line(capsys.readouterr().err, "synth")
+    with output_lock(tmp_path / "set"):
+        assert main(["synth", *args, "--out", str(tmp_path / "set")]) == 1
+    assert "another avlearn run" in one_error_line(capsys.readouterr().err, "synth")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+    assert (tmp_path / "file").read_text() == "keep"

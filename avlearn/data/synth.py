@@ -22,6 +22,7 @@ from typing import Any
 
 from avlearn.data.manifest import write_manifest
 from avlearn.data.worlds import SPLITS, WORLDS, WorldConfig, get_world, write_clip
+from avlearn.io.outdir import locked_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,17 +105,18 @@ def run(args: argparse.Namespace) -> int:
     config = WorldConfig(size=args.size, fps=args.fps, sample_rate=args.sample_rate, duration=args.duration)
     t0 = time.perf_counter()
     try:
-        rows = synthesize(
-            args.world,
-            args.out,
-            args.num_clips,
-            seed=args.seed,
-            split=args.split,
-            start_index=args.start_index,
-            config=config,
-            workers=args.workers,
-            progress=not args.quiet,
-        )
+        with locked_output(args.out):  # --out checked first; a second run into it refuses
+            rows = synthesize(
+                args.world,
+                args.out,
+                args.num_clips,
+                seed=args.seed,
+                split=args.split,
+                start_index=args.start_index,
+                config=config,
+                workers=args.workers,
+                progress=not args.quiet,
+            )
     except (FileNotFoundError, ValueError) as err:  # a missing synthesizer or soundfont, a bad argument
         print(f"avlearn synth: error: {err}", file=sys.stderr)
         return 1

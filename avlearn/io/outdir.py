@@ -283,6 +283,28 @@ def _commit(tmp: Path, out: Path, inputs: Sequence[PathLike | None], command: st
 
 
 @contextlib.contextmanager
+def locked_output(out: PathLike, inputs: Sequence[PathLike | None] = ()) -> Iterator[Path]:
+    """Checks and locks ``out`` like :func:`staged_output`, creates it, and yields it to write into directly.
+
+    For outputs that grow in place and must keep what is there (``avlearn synth`` adds clips to a data
+    set): no staging, but an unusable ``out`` is refused before any work and two runs never write at once.
+    """
+    out = check_output(out, inputs)
+    try:
+        _make_parents(out.parent)
+    except OSError as err:
+        raise output_error(err, out) from None
+    with output_lock(out):
+        try:
+            out.mkdir(exist_ok=True)
+            yield out
+        except OSError as err:
+            if _is_output_oserror(err, [out]):
+                raise output_error(err, out) from err
+            raise
+
+
+@contextlib.contextmanager
 def staged_output(
     out: PathLike,
     inputs: Sequence[PathLike | None] = (),
