@@ -287,3 +287,18 @@ def test_synth_checks_and_locks_its_folder_before_rendering(tmp_path, capsys):
     assert "another avlearn run" in one_error_line(capsys.readouterr().err, "synth")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
     assert (tmp_path / "file").read_text() == "keep"
+
+
+def test_a_mount_point_or_symlink_as_out_stays_what_it_is(tiny_disk, tmp_path):
+    """A mount point cannot be renamed: results are staged inside it and moved in file by file. A symlink
+    to a folder stays a symlink: the results land in the folder it points to."""
+    previous_run(tiny_disk, {"a.txt": b"old a", "b.txt": b"old b"}, {"notes.md": b"mine"})
+    with staged_output(tiny_disk) as tmp:
+        assert tmp.parent == tiny_disk
+        (tmp / "a.txt").write_text("new a")
+    assert sorted(p.name for p in tiny_disk.iterdir()) == [MARKER, "a.txt", "notes.md"]
+    real = previous_run(tmp_path / "real", {"a.txt": b"old"})
+    (tmp_path / "link").symlink_to(real)
+    with staged_output(tmp_path / "link") as tmp:
+        (tmp / "c.txt").write_text("new c")
+    assert (tmp_path / "link").is_symlink() and sorted(p.name for p in real.iterdir()) == [MARKER, "c.txt"]

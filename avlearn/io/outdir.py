@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -149,6 +150,8 @@ def check_output(
         OverwriteInputError: an input is a file in ``out`` that this run's results would replace or remove.
     """
     out = Path(os.path.abspath(out))
+    if os.path.islink(out) and os.path.isdir(out):  # stage beside the real folder (same file system)
+        out = Path(os.path.realpath(out))
     limit = _name_max(out.parent)
     for part in out.parts:
         if len(os.fsencode(part)) > limit:
@@ -163,7 +166,7 @@ def check_output(
     parent = _nearest_existing(out.parent)
     if not parent.is_dir():
         raise OutputError(out, f"{parent} is a file, not a folder; choose another --out")
-    for folder in (parent, out) if out.is_dir() else (parent,):
+    for folder in (out,) if out.is_dir() else (parent,):  # an existing out may stage inside itself
         if not os.access(folder, os.W_OK | os.X_OK):
             reason = "the file system is read-only" if _read_only(folder) else f"you cannot write into {folder}"
             raise OutputError(out, f"{reason}; choose a folder you can write to as --out")
@@ -189,12 +192,13 @@ def check_output(
 
 @contextlib.contextmanager
 def output_lock(out: Path) -> Iterator[None]:
-    """Holds an exclusive lock on writing into ``out`` (a hidden file beside it) for the block.
+    """Holds an exclusive lock on writing into ``out`` (a hidden file beside it, or in it when staging
+    happens inside) for the block.
 
     Raises:
         OutputError: another process (or another block of this one) holds it.
     """
-    path = out.parent / _short(out.name, "avlearn-lock")
+    path = out / ".avlearn-lock" if _stage_inside(out) else out.parent / _short(out.name, "avlearn-lock")
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -226,6 +230,18 @@ def output_lock(out: Path) -> Iterator[None]:
         with contextlib.suppress(OSError):
             os.unlink(path)
         os.close(fd)
+
+
+def _stage_inside(out: Path) -> bool:
+    """Stage inside an existing ``out`` rather than beside it: when it is a mount point (or on another file
+    system than its parent), or its parent is not writable. The results are then moved in file by file."""
+    if not out.is_dir():
+        return False
+    try:
+        other_fs = os.stat(out).st_dev != os.stat(out.parent).st_dev
+    except OSError:
+        other_fs = True
+    return other_fs or os.path.ismount(out) or not os.access(out.parent, os.W_OK | os.X_OK)
 
 
 def _make_parents(folder: Path) -> list[Path]:
@@ -260,9 +276,10 @@ def _commit(tmp: Path, out: Path, inputs: Sequence[PathLike | None], command: st
             raise OverwriteInputError(out / name, "is an input of this run; choose another --out")
     present = set(os.listdir(out))
     foreign = present - previous - set(new) - {MARKER}
-    if not foreign and not out.is_symlink():  # nothing but avlearn's results: swap the folders
+    if not foreign and tmp.parent == out.parent:  # nothing but avlearn's results: swap the folders
         aside = out.parent / _short(out.name, f"avlearn-old-{os.getpid()}")
         try:
+            os.chmod(tmp, stat.S_IMODE(os.stat(out).st_mode))  # the folder keeps its permissions
             os.rename(out, aside)
         except OSError:  # a mount point, or a folder we may not move: fall back to moving the files
             pass
@@ -337,8 +354,9 @@ def staged_output(
         except OSError as err:
             raise output_error(err, out) from None
         with output_lock(out):
+            base = out if _stage_inside(out) else out.parent
             try:
-                tmp = Path(tempfile.mkdtemp(prefix=_short(out.name, "avlearn-tmp-"), dir=out.parent))
+                tmp = Path(tempfile.mkdtemp(prefix=_short(out.name, "avlearn-tmp-"), dir=base))
                 os.chmod(tmp, 0o777 & ~_UMASK)
             except OSError as err:
                 raise output_error(err, out) from None
