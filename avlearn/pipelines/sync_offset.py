@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from avlearn.io import ClipRangeError, probe, read_clip
+from avlearn.io import ClipRangeError, TruncatedMediaError, probe, read_clip
 from avlearn.models.weights import load_weights
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "sync_speakers"
@@ -47,6 +47,18 @@ def delay(audio: torch.Tensor, samples: int) -> torch.Tensor:
     if samples >= 0:
         return torch.nn.functional.pad(audio, (samples, 0))[: audio.shape[0]]
     return torch.nn.functional.pad(audio[-samples:], (0, -samples))
+
+
+def _valid_frames(path: str | Path, start: int, stop: int, fps: float, size: int) -> torch.Tensor:
+    """Frames ``start..stop`` at ``fps``, ``size`` square: ``(T, size, size, 3)`` uint8, ending at the last frame
+    the video holds (none if it ended before ``start``)."""
+    try:
+        clip = read_clip(path, start / fps, (stop - start) / fps, fps=fps, size=(size, size), audio=False)
+    except TruncatedMediaError:
+        return torch.zeros(0, size, size, 3, dtype=torch.uint8)
+    valid = clip.video_valid.nonzero()
+    end = int(valid[-1]) + 1 if len(valid) else 0
+    return clip.video[:, :end].permute(1, 2, 3, 0)  # (C, T, H, W) -> (T, H, W, C)
 
 
 def _scorer(checkpoint: str | Path):
@@ -100,20 +112,29 @@ def sync_offset(
             f"the clip is {info.duration:.2f} s long; sync-offset needs at least {need:.2f} s "
             f"(a {window:.2f} s window plus {margin:.2f} s of audio on each side for the offset search)",
         )
-    clip = read_clip(path, 0.0, info.duration, fps=fps, size=(pre["size"], pre["size"]), sample_rate=sr)
-    frames = clip.video.permute(1, 2, 3, 0)  # (C, T, H, W) -> (T, H, W, C)
-    audio = delay(clip.audio[0], round(shift_audio_ms / 1000 * sr))
+    # The soundtrack is read whole (16 kHz mono: 4 MB a minute), the frames per batch of windows, so memory
+    # does not grow with the clip. The video's end comes from the file's header and is confirmed as the
+    # frames are read: windows past the last decodable frame are left out.
+    sound = read_clip(path, 0.0, info.duration, sample_rate=sr, video=False)
+    video_end = info.video.start + info.video.duration if info.video.duration else info.duration
+    valid_s = min(info.duration, video_end, float(sound.audio_valid.sum()) / sr)
+    audio = delay(sound.audio[0], round(shift_audio_ms / 1000 * sr))
     num_frames, num_samples = round(window * fps), round(window * sr)
     pad = math.ceil(margin * sr)
     padded = torch.nn.functional.pad(audio, (pad, pad))
     hop = hop or window / 2
-    first, last = margin, clip.valid_duration - margin - window
+    first, last = margin, valid_s - margin - window
     starts = [first + k * hop for k in range(int((last - first) / hop + 1e-9) + 1)]
     windows, total = [], None
     for i in range(0, len(starts), batch_size):
         chunk = starts[i : i + batch_size]
         f0 = [round(s * fps) for s in chunk]
-        vids = torch.stack([frames[f : f + num_frames] for f in f0])
+        base = f0[0]
+        frames = _valid_frames(path, base, f0[-1] + num_frames, fps, pre["size"])
+        f0 = [f for f in f0 if f - base + num_frames <= len(frames)]
+        if not f0:
+            break
+        vids = torch.stack([frames[f - base : f - base + num_frames] for f in f0])
         auds = torch.stack([padded[round(f / fps * sr) : round(f / fps * sr) + num_samples + 2 * pad] for f in f0])
         offsets, logp = estimate_offset(task, vids, auds, pad, fps, sr, max_frames)
         total = logp.sum(0) if total is None else total + logp.sum(0)
