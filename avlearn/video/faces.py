@@ -23,6 +23,7 @@ import torch.nn.functional as F
 # x 0.32-0.66 and y 0.66-0.83 of the box), widened so an open mouth and small box jitter stay inside.
 MOUTH_REGION = (0.2, 0.55, 0.8, 1.0)  # x0, y0, x1, y1 as fractions of the face box
 MOUTH_SIZE = (32, 48)  # crop height, width
+_CROP_BLOCK = 32  # frames cropped together
 
 
 @dataclass
@@ -95,12 +96,35 @@ def track_faces(
         link_iou: the box overlap that links a detection to a track's last box.
     """
     detector = detector or FaceDetector()
-    t_total = video.shape[0]
-    step = max(1, round(fps / detections_per_second))
-    frames = list(range(0, t_total, step))
+    step = detection_step(fps, detections_per_second)
+    detections = [(t, detector(video[t])) for t in range(0, video.shape[0], step)]
+    return link_tracks(detections, video.shape[0], min_hits, link_iou)
+
+
+def detection_step(fps: float, detections_per_second: float = 5.0) -> int:
+    """Frames between two detection frames (``track_faces`` detects on frames 0, step, 2 step, ...)."""
+    return max(1, round(fps / detections_per_second))
+
+
+def link_tracks(
+    detections: list[tuple[int, np.ndarray]], num_frames: int, min_hits: float = 0.3, link_iou: float = 0.3
+) -> list[FaceTrack]:
+    """Face tracks from per-frame detections, sorted left to right.
+
+    Separate from detection so a long clip can be detected chunk by chunk (keeping only these few boxes,
+    not its frames) and linked once its length is known.
+
+    Args:
+        detections: ``(frame index, (n, 4) boxes)`` of each detection frame, in frame order; frames at or
+            past ``num_frames`` are ignored.
+        num_frames: frames in the clip; every track gets a box for each.
+        min_hits: a track must be found in at least this fraction of detection frames (drops flukes).
+        link_iou: the box overlap that links a detection to a track's last box.
+    """
+    t_total = num_frames
+    detections = [(t, boxes) for t, boxes in detections if t < t_total]
     tracks: list[FaceTrack] = []
-    for t in frames:
-        boxes = detector(video[t])
+    for t, boxes in detections:
         free = list(range(len(boxes)))
         # greedy linking, best overlaps first
         pairs = sorted(
@@ -119,7 +143,7 @@ def track_faces(
     kept = []
     for tr in tracks:
         tr.hits = len(tr._points)
-        if tr.hits < max(1, min_hits * len(frames)):
+        if tr.hits < max(1, min_hits * len(detections)):
             continue
         times = np.array([p[0] for p in tr._points], np.float64)
         pts = np.stack([p[1] for p in tr._points]).astype(np.float64)
@@ -150,6 +174,11 @@ def crop_boxes(video: torch.Tensor, boxes: np.ndarray, size: tuple[int, int] = M
     gx = (b[:, 0, None] + xs[None] * (b[:, 2] - b[:, 0])[:, None]) / w_img * 2 - 1  # (T, w)
     gy = (b[:, 1, None] + ys[None] * (b[:, 3] - b[:, 1])[:, None]) / h_img * 2 - 1  # (T, h)
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # (T, h, w, 2)
-    frames = video.permute(0, 3, 1, 2).float()  # (T, H, W, 3) -> (T, 3, H, W)
-    out = F.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return out.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)  # (T, 3, h, w) -> (T, h, w, 3)
+    out = torch.empty(t, *size, 3, dtype=torch.uint8)
+    for i in range(0, t, _CROP_BLOCK):  # a few frames at a time: full frames in float are large
+        frames = video[i : i + _CROP_BLOCK].permute(0, 3, 1, 2).float()  # (T, H, W, 3) -> (T, 3, H, W)
+        crop = F.grid_sample(
+            frames, grid[i : i + _CROP_BLOCK], mode="bilinear", padding_mode="zeros", align_corners=False
+        )
+        out[i : i + _CROP_BLOCK] = crop.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)  # -> (T, h, w, 3)
+    return out
