@@ -6,8 +6,9 @@ the map's peak in pixels and in [0, 1] coordinates, its maximum and mean similar
 window was silent).
 
 Each frame's map comes from the model's window (1 s) centred on it. The clip is read in chunks of
-``CHUNK_S`` seconds with half a window of margin on each side, so clips of any length are localized with
-bounded memory for the model (the overlay video itself is held until it is written). Windows whose audio
+``CHUNK_S`` seconds with half a window of margin on each side, and each chunk's overlay frames and original
+audio are encoded into ``heatmap.mp4`` as they come, so clips of any length are localized in bounded memory
+(only the per-frame peaks and the frames of ``grid.png`` are kept). Windows whose audio
 is silent get no map (nothing sounds, so nothing can be localized): they are marked in ``peaks.json`` and
 shown without an overlay.
 
@@ -19,6 +20,7 @@ the shipped ``assets/checkpoints/localize_instruments`` is the default), or a ``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import warnings
@@ -29,13 +31,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avlearn.io import ClipRangeError, MissingStreamError, probe, read_audio, read_clip, write_video
+from avlearn.io import (
+    ClipRangeError,
+    MissingStreamError,
+    TruncatedMediaError,
+    TruncatedMediaWarning,
+    probe,
+    read_clip,
+)
 from avlearn.io.outdir import staged_output
-from avlearn.io.write import atomic_path
+from avlearn.io.write import VideoWriter, atomic_path
 from avlearn.models.weights import CheckpointError, load_weights, read_weights_info
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "localize_instruments"
 CHUNK_S = 20.0
+_BLOCK = 50  # frames upsampled, overlaid and encoded together
 MIN_DURATION_S = 0.2  # five frames at 25 fps: less than that is not a clip to localize a sound in
 SILENCE_DBFS = -60.0  # a window quieter than this (RMS) has no sound to localize
 OUTPUTS = ("heatmap.mp4", "grid.png", "peaks.json")  # the names written into --out
@@ -159,30 +169,59 @@ def normalize_each(maps: torch.Tensor) -> torch.Tensor:
     return (maps - lo) / (hi - lo).clamp_min(1e-12)
 
 
-def write_grid(path: Path, frames: torch.Tensor, over: torch.Tensor, peaks: list[FramePeak], num: int = 6) -> None:
-    """``grid.png``: ``num`` frames spread over the clip, above the same frames with their maps and peaks."""
+def grid_indices(num_frames: int, num: int = 6) -> np.ndarray:
+    """The frames ``grid.png`` shows: ``num`` spread evenly over the clip."""
+    return np.linspace(0, num_frames - 1, min(num, num_frames)).round().astype(int)
+
+
+def write_grid(path: Path, frames: torch.Tensor, over: torch.Tensor, peaks: list[FramePeak]) -> None:
+    """``grid.png``: the frames ``(N, H, W, 3)`` of ``grid_indices`` above the same frames with their maps
+    ``over`` and ``peaks``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    idx = np.linspace(0, frames.shape[0] - 1, min(num, frames.shape[0])).round().astype(int)
     h, w = frames.shape[1:3]
-    fig, axes = plt.subplots(2, len(idx), figsize=(2.2 * len(idx) * w / max(h, w) + 0.2, 4.6), squeeze=False)
-    for col, k in enumerate(idx):
-        axes[0, col].imshow(frames[k].numpy())
-        axes[0, col].set_title(f"{peaks[k].time:.2f} s", fontsize=9)
-        axes[1, col].imshow(over[k].numpy())
-        if not peaks[k].silent:
-            axes[1, col].plot(peaks[k].peak_x, peaks[k].peak_y, "w+", markersize=12, markeredgewidth=2)
+    n = frames.shape[0]
+    fig, axes = plt.subplots(2, n, figsize=(2.2 * n * w / max(h, w) + 0.2, 4.6), squeeze=False)
+    for col in range(n):
+        axes[0, col].imshow(frames[col].numpy())
+        axes[0, col].set_title(f"{peaks[col].time:.2f} s", fontsize=9)
+        axes[1, col].imshow(over[col].numpy())
+        if not peaks[col].silent:
+            axes[1, col].plot(peaks[col].peak_x, peaks[col].peak_y, "w+", markersize=12, markeredgewidth=2)
         else:
             axes[1, col].set_title("silent", fontsize=9)
+
     for ax in axes.flat:
         ax.set_axis_off()
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def _original_audio(path: str | Path, info, start: float, end: float | None) -> torch.Tensor:
+    """The file's own audio (its rate and channels) from ``start`` to ``end`` seconds, or to the end of the audio
+    stream when ``end`` is None: ``(channels, S)``, read one chunk at a time for ``heatmap.mp4``."""
+    rate, channels = info.audio.sample_rate, info.audio.channels
+    last = end is None
+    if last:
+        end = info.audio.start + info.audio.duration if info.audio.duration else info.duration
+    s0, s1 = round(start * rate), round(end * rate)
+    if s1 <= s0:
+        return torch.zeros(channels, 0)
+    try:
+        with warnings.catch_warnings():  # the model's read of the same stretch reports a damaged stream
+            warnings.simplefilter("ignore", TruncatedMediaWarning)
+            clip = read_clip(path, s0 / rate, (s1 - s0) / rate, sample_rate=rate, mono=False, video=False)
+    except (TruncatedMediaError, ClipRangeError):  # no audio here: silence, or nothing after the end
+        return torch.zeros(channels, 0 if last else s1 - s0)
+    if last:  # up to the last real sample, as the stream ends
+        valid = clip.audio_valid.nonzero()
+        return clip.audio[:, : int(valid[-1]) + 1 if len(valid) else 0]
+    return clip.audio
 
 
 @dataclass
@@ -227,44 +266,73 @@ def _localize_into(
             stacklevel=2,
         )
     margin = (loc.num_frames // 2 + 4) / loc.fps  # half a window plus the CNN's temporal reach
-    frames_all, maps_all, levels = [], [], []
     total = max(1, math.floor(duration * loc.fps + 1e-6))
-    for c0 in range(0, total, round(CHUNK_S * loc.fps)):
-        c1 = min(total, c0 + round(CHUNK_S * loc.fps))
-        r0 = max(0, c0 - round(margin * loc.fps))
-        r1 = min(total, c1 + round(margin * loc.fps))
-        clip = read_clip(path, r0 / loc.fps, (r1 - r0) / loc.fps, fps=loc.fps, size=size, sample_rate=loc.sample_rate)
-        frames = clip.video.permute(1, 2, 3, 0)  # (C, T, H, W) -> (T, H, W, C)
-        audio = clip.audio[0]
-        maps = loc.frame_maps(frames, audio)
-        keep = slice(c0 - r0, c1 - r0)
-        frames_all.append(frames[keep])
-        maps_all.append(maps[keep])
-        levels.append(window_rms_dbfs(audio, frames.shape[0], loc.fps, loc.sample_rate, loc.num_frames)[keep])
-    frames, maps, level = torch.cat(frames_all), torch.cat(maps_all), torch.cat(levels)
-    silent = level < SILENCE_DBFS
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    # Streamed chunk by chunk: each chunk's overlay frames and original audio go straight into heatmap.mp4;
+    # only the per-frame peaks and the few frames grid.png shows are kept.
+    shown = {int(k): None for k in grid_indices(total)}  # frame index -> (frame, overlay)
+    peaks: list[FramePeak] = []
+    with contextlib.ExitStack() as stack:
+        writer = None
+        for c0 in range(0, total, round(CHUNK_S * loc.fps)):
+            c1 = min(total, c0 + round(CHUNK_S * loc.fps))
+            r0 = max(0, c0 - round(margin * loc.fps))
+            r1 = min(total, c1 + round(margin * loc.fps))
+            clip = read_clip(
+                path, r0 / loc.fps, (r1 - r0) / loc.fps, fps=loc.fps, size=size, sample_rate=loc.sample_rate
+            )
+            frames = clip.video.permute(1, 2, 3, 0)  # (C, T, H, W) -> (T, H, W, C)
+            audio = clip.audio[0]
+            maps = loc.frame_maps(frames, audio)
+            keep = slice(c0 - r0, c1 - r0)
+            level = window_rms_dbfs(audio, frames.shape[0], loc.fps, loc.sample_rate, loc.num_frames)[keep]
+            frames, maps = frames[keep], maps[keep].clone()  # a copy of its own, as one cat of chunks was
+            h, w = frames.shape[1:3]
+            if writer is None:
+                writer = stack.enter_context(
+                    VideoWriter(
+                        out / "heatmap.mp4",
+                        loc.fps,
+                        (h, w),
+                        audio_rate=info.audio.sample_rate,
+                        audio_channels=info.audio.channels,
+                        protect=[path],
+                    )
+                )
+            for b0 in range(0, len(frames), _BLOCK):  # a few frames at a time: the upsampled maps are large
+                block, silent = frames[b0 : b0 + _BLOCK], level[b0 : b0 + _BLOCK] < SILENCE_DBFS
+                small = maps[b0 : b0 + _BLOCK]
+                big = F.interpolate(small[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+                over = overlay(block, normalize_each(big), silent)
+                for j in range(len(block)):
+                    k = c0 + b0 + j
+                    time = round(k / loc.fps, 4)
+                    if silent[j]:
+                        peaks.append(FramePeak(time, True))
+                    else:
+                        y, x = divmod(int(big[j].argmax()), w)
+                        m = small[j]
+                        peaks.append(
+                            FramePeak(time, False, x, y, (x + 0.5) / w, (y + 0.5) / h, float(m.max()), float(m.mean()))
+                        )
+                    if k in shown:
+                        shown[k] = (block[j].clone(), over[j].clone())
+                writer.write(over)
+            last = c1 == total
+            writer.write_audio(_original_audio(path, info, c0 / loc.fps, None if last else c1 / loc.fps))
+    silent = torch.tensor([p.silent for p in peaks])
     if silent.all():
         warnings.warn(
             f"{path}: the audio is silent (below {SILENCE_DBFS:.0f} dBFS): no sound to localize", stacklevel=2
         )
-    h, w = frames.shape[1:3]
-    big = F.interpolate(maps[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)[:, 0]
-    norm = normalize_each(big)
-    peaks = []
-    for k in range(frames.shape[0]):
-        time = round(k / loc.fps, 4)
-        if silent[k]:
-            peaks.append(FramePeak(time, True))
-            continue
-        y, x = divmod(int(big[k].argmax()), w)
-        m = maps[k]
-        peaks.append(FramePeak(time, False, x, y, (x + 0.5) / w, (y + 0.5) / h, float(m.max()), float(m.mean())))
-    over = overlay(frames, norm, silent)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    wav, sr = read_audio(path, mono=False)  # the original audio, at its own rate and channels
-    write_video(out / "heatmap.mp4", over.permute(3, 0, 1, 2), loc.fps, wav, sr, protect=[path])
-    write_grid(out / "grid.png", frames, over, peaks)
+    grid = [shown[k] for k in sorted(shown)]
+    write_grid(
+        out / "grid.png",
+        torch.stack([f for f, _ in grid]),
+        torch.stack([o for _, o in grid]),
+        [peaks[k] for k in sorted(shown)],
+    )
     doc = {
         "clip": str(path),
         "checkpoint": loc.checkpoint,

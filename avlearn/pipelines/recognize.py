@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from avlearn.data.preview import N_FFT, SPEC_HOP_S, clip_input, frame_input, split_windows, window_logmel
-from avlearn.io import ClipRangeError, MissingStreamError, probe, read_clip
+from avlearn.io import ClipRangeError, MissingStreamError, TruncatedMediaError, probe, read_clip
 from avlearn.io.outdir import staged_output
 from avlearn.io.write import atomic_path
 from avlearn.models.summary import count_macs
@@ -42,6 +42,7 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoin
 METHODS = ("skim", "skim-teacher", "dense")
 DEFAULT_METHOD, DEFAULT_STEPS = "skim-teacher", 2
 DENSE_BATCH = 16  # teacher clips per forward pass: bounded memory for long videos
+READ_WINDOWS = 20  # windows decoded per read: the decoder's memory stays bounded whatever the clip's length
 
 
 def load_recognizer(checkpoint: str | Path = DEFAULT_CHECKPOINT) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -49,6 +50,28 @@ def load_recognizer(checkpoint: str | Path = DEFAULT_CHECKPOINT) -> tuple[torch.
     sample_rate, classes, n_mels, steps). Raises CheckpointError for another task's checkpoint."""
     net, info = load_weights(checkpoint, task="preview")
     return net.eval(), info["preprocessing"]
+
+
+def _read_frames(path: str | Path, pre: dict[str, Any], num_windows: int) -> torch.Tensor:
+    """The frames of the first ``num_windows`` windows, ``(N, size, size, 3)`` uint8 at the model's rate.
+
+    Read ``READ_WINDOWS`` windows at a time: a read holds its stretch's decoded pictures at the stored size
+    (gigabytes for minutes of 720p) until it converts them; the converted frames (96 px at 8 fps for the
+    shipped model) are about 0.8 GB an hour. A stretch past a cut-off end of the video is black.
+    """
+    window, fps, size = float(pre["window"]), pre["fps"], pre["size"]
+    parts = []
+    for w0 in range(0, num_windows, READ_WINDOWS):
+        w1 = min(num_windows, w0 + READ_WINDOWS)
+        try:
+            clip = read_clip(path, w0 * window, (w1 - w0) * window, fps=fps, size=(size, size), audio=False)
+        except TruncatedMediaError:
+            if not parts:
+                raise
+            parts.append(torch.zeros(round((w1 - w0) * window * fps), size, size, 3, dtype=torch.uint8))
+            continue
+        parts.append(clip.video.permute(1, 2, 3, 0))  # (C, T, H, W) -> (T, H, W, C)
+    return torch.cat(parts)
 
 
 def stft_macs(num_frames: int, n_fft: int) -> int:
@@ -125,10 +148,12 @@ def recognize(
         notes.append(f"the last {duration - span:.2f} s (less than a window) are not looked at")
 
     t1 = time.perf_counter()
-    clip = read_clip(path, 0.0, span, fps=pre["fps"], size=(pre["size"], pre["size"]),
-                     sample_rate=pre["sample_rate"], audio=method != "dense")  # fmt: skip
-    audio = clip.audio.mean(0) if clip.audio is not None else torch.zeros(num_windows)
-    windows, audio = split_windows(clip.video.permute(1, 2, 3, 0), audio, num_windows)  # (W, T, H, W, 3), (W, S)
+    frames = _read_frames(path, pre, num_windows)
+    if method != "dense":
+        audio = read_clip(path, 0.0, span, sample_rate=pre["sample_rate"], video=False).audio.mean(0)
+    else:
+        audio = torch.zeros(num_windows)
+    windows, audio = split_windows(frames, audio, num_windows)  # (W, T, H, W, 3), (W, S)
     t2 = time.perf_counter()
 
     logmel = window_logmel(pre["sample_rate"], pre["n_mels"], pre.get("spec_hop_s", SPEC_HOP_S))

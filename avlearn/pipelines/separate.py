@@ -12,6 +12,7 @@ input can never be overwritten.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -22,16 +23,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avlearn.io import ClipRangeError, MediaError, MissingStreamError, probe, read_clip, write_audio, write_video
+from avlearn.io import (
+    ClipRangeError,
+    MediaError,
+    MissingStreamError,
+    TruncatedMediaError,
+    probe,
+    read_clip,
+    write_audio,
+)
 from avlearn.io.outdir import staged_output
-from avlearn.io.write import atomic_path
+from avlearn.io.write import VideoWriter, atomic_path
 from avlearn.models.weights import load_weights
-from avlearn.video.faces import FaceTrack, crop_boxes, mouth_boxes, track_faces
+from avlearn.video.faces import FaceDetector, FaceTrack, crop_boxes, detection_step, link_tracks, mouth_boxes
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "separate_speakers"
 MAX_SHORT_SIDE = 360  # frames are read at most this size: enough for mouth crops, cheap for 720p/1080p
 MIN_DURATION = 0.3  # seconds; shorter clips are padded to one model window, shorter than this is refused
 SPEAKER_VIDEO_SIZE = 192
+READ_CHUNK_S = 5.0  # frames are read this many seconds at a time: memory does not grow with the clip
 OUTPUTS = ("speaker_*.wav", "speaker_*.mp4", "result.json")  # the names written into --out
 
 
@@ -51,7 +61,8 @@ class SeparationResult:
     voices: torch.Tensor  # (K, S)
     mixture: torch.Tensor  # (S,)
     tracks: list[FaceTrack]
-    frames: torch.Tensor  # (T, H, W, 3) uint8, the decoded (possibly downscaled) frames
+    num_frames: int  # frames at fps backed by video and audio (the speaker videos' length)
+    read_size: int | None  # the short side frames are read at (None: as stored)
     scale: float  # original pixels per decoded pixel
     checkpoint: str
     model: str
@@ -110,6 +121,10 @@ def separate_clip(
 ) -> SeparationResult:
     """Separates the voice of every face in a clip.
 
+    Memory stays bounded whatever the clip's length: the frames are read twice in chunks (once to find the
+    faces, keeping only their boxes; once for the mouth crops of each batch of windows) and never held
+    whole; only the mixture, the voices and per-frame boxes grow with the clip (about 4 MB per minute each).
+
     Args:
         path: video file with audio.
         checkpoint: a ``separation`` checkpoint.
@@ -141,17 +156,31 @@ def separate_clip(
     short = min(info.video.display_size)
     size = MAX_SHORT_SIDE if short > MAX_SHORT_SIDE else None
     scale = short / MAX_SHORT_SIDE if size else 1.0
-    clip = read_clip(path, 0.0, info.duration, fps=fps, size=size, sample_rate=sr)
-    frames = clip.video.permute(1, 2, 3, 0).contiguous()  # (C, T, H, W) -> (T, H, W, C)
-    n_valid = max(1, round(clip.valid_duration * fps))
-    frames = frames[:n_valid]
-    audio = clip.audio[0, : round(n_valid / fps * sr)]
-    t_decode = time.perf_counter()
+    sound = read_clip(path, 0.0, info.duration, sample_rate=sr, video=False)  # the whole mixture: small
+
+    # pass 1: count the frames backed by video and detect faces, keeping only their boxes
+    detector = FaceDetector() if boxes is None else None
+    step = detection_step(fps)
+    detections: list[tuple[int, np.ndarray]] = []
+    n_video, t_detect = 0, 0.0
+    for f0, frames in _frame_chunks(path, 0, max(1, round(info.duration * fps)), fps, size):
+        if frames is None:
+            break  # the video ended early: no later frame is valid
+        n_video += len(frames)
+        if detector is not None:
+            t1 = time.perf_counter()
+            first = f0 + -f0 % step  # the detection frames are 0, step, 2 step, ... of the clip
+            detections += [(t, detector(frames[t - f0].numpy())) for t in range(first, f0 + len(frames), step)]
+            t_detect += time.perf_counter() - t1
+    valid_s = min(info.duration, n_video / fps, float(sound.audio_valid.sum()) / sr)
+    n_valid = max(1, round(valid_s * fps))
+    audio = sound.audio[0, : round(n_valid / fps * sr)]
+    t_pass1 = time.perf_counter()
 
     if boxes is not None:
-        tracks = _tracks_from_boxes(boxes, len(frames), scale)
+        tracks = _tracks_from_boxes(boxes, n_valid, scale)
     else:
-        tracks = track_faces(frames.numpy(), fps)
+        tracks = link_tracks(detections, n_valid)
     if not tracks:
         raise NoFaceError(
             path,
@@ -160,46 +189,75 @@ def separate_clip(
         )
     if len(tracks) == 1:
         notes.append("one face found: its voice is separated from the background and any off-screen voices")
-    t_detect = time.perf_counter()
 
-    crops = torch.stack([crop_boxes(frames, mouth_boxes(tr.boxes), tuple(pre["crop_size"])) for tr in tracks])
+    # pass 2: per batch of windows, the mouth crops of its frames (read once; a batch's last frames are the
+    # next one's first) and the model; the voices are overlap-added as the windows come
+    mouths = [mouth_boxes(tr.boxes) for tr in tracks]
+    crop_size = tuple(pre["crop_size"])
     win_f, win_s = round(window_s * fps), round(window_s * sr)
-    total_f = max(len(frames), win_f)
-    if crops.shape[1] < total_f:  # short clip: hold the last crop, pad the audio with silence
-        crops = torch.cat([crops, crops[:, -1:].expand(-1, total_f - crops.shape[1], -1, -1, -1)], dim=1)
+    total_f = max(n_valid, win_f)  # short clip: the last crop is held, the audio padded with silence
     total_s = round(total_f / fps * sr)
     padded = torch.nn.functional.pad(audio, (0, total_s - audio.shape[0]))
     starts = _window_starts(total_f, win_f)
     weight = torch.hann_window(win_s, periodic=False) + 1e-3
     out = torch.zeros(len(tracks), total_s)
     norm = torch.zeros(total_s)
+    crops = torch.zeros(len(tracks), 0, *crop_size, 3, dtype=torch.uint8)  # (K, T, h, w, 3) of frames lo..
+    lo = 0
     for i in range(0, len(starts), batch_size):
         chunk = starts[i : i + batch_size]
+        crops, lo = crops[:, chunk[0] - lo :], chunk[0]
+        need = min(chunk[-1] + win_f, n_valid)
+        for f0, frames in _frame_chunks(path, lo + crops.shape[1], need, fps, size):
+            if frames is None:
+                raise TruncatedMediaError(path, f"frames near {f0 / fps:.3f}s could no longer be decoded")
+            new = torch.stack([crop_boxes(frames, m[f0 : f0 + len(frames)], crop_size) for m in mouths])
+            crops = torch.cat([crops, new], dim=1)
+        if lo + crops.shape[1] < chunk[-1] + win_f:  # past the last frame: hold the last crop
+            crops = torch.cat([crops, crops[:, -1:].expand(-1, chunk[-1] + win_f - lo - crops.shape[1], -1, -1, -1)], 1)
         s0 = [round(f / fps * sr) for f in chunk]
         mix = torch.stack([padded[s : s + win_s] for s in s0])
-        crp = torch.stack([crops[:, f : f + win_f] for f in chunk])  # (B, K, T, h, w, 3)
+        crp = torch.stack([crops[:, f - lo : f - lo + win_f] for f in chunk])  # (B, K, T, h, w, 3)
         est = task.separate(mix, crp)  # (B, K, S)
         for s, e in zip(s0, est):
             out[:, s : s + win_s] += e * weight
             norm[s : s + win_s] += weight
     voices = (out / norm)[:, : audio.shape[0]]
     t_sep = time.perf_counter()
-    timings = {"decode_s": t_decode - t0, "detect_s": t_detect - t_decode, "separate_s": t_sep - t_detect}
+    timings = {"decode_s": t_pass1 - t0 - t_detect, "detect_s": t_detect, "separate_s": t_sep - t_pass1}
     return SeparationResult(
-        str(path), sr, fps, voices, audio, tracks, frames, scale, str(checkpoint), model_name, notes, timings
+        str(path), sr, fps, voices, audio, tracks, n_valid, size, scale, str(checkpoint), model_name, notes, timings
     )
 
 
-def _speaker_video(frames: torch.Tensor, track: FaceTrack) -> torch.Tensor:
-    """A square crop around the face, 1.8x its box, centre smoothed over 0.5 s: ``(3, T, S, S)`` uint8."""
+def _frame_chunks(path: str | Path, start: int, stop: int, fps: float, size: int | None):
+    """Yields ``(first frame index, (T, H, W, 3) uint8 frames)`` of frames ``start..stop`` at ``fps``, read
+    ``READ_CHUNK_S`` seconds at a time; the frames end with the video (``(index, None)`` if it ends before
+    ``stop``)."""
+    step = max(1, round(READ_CHUNK_S * fps))
+    for f0 in range(start, stop, step):
+        f1 = min(stop, f0 + step)
+        try:
+            clip = read_clip(path, f0 / fps, (f1 - f0) / fps, fps=fps, size=size, audio=False)
+        except TruncatedMediaError:
+            yield f0, None
+            return
+        valid = int(clip.video_valid.sum())
+        yield f0, clip.video[:, :valid].permute(1, 2, 3, 0).contiguous()  # (C, T, H, W) -> (T, H, W, C)
+        if valid < f1 - f0:
+            yield f0 + valid, None
+            return
+
+
+def _speaker_boxes(track: FaceTrack) -> np.ndarray:
+    """``(T, 4)`` boxes of a speaker's video: a square around the face, 1.8x its box, centre smoothed over 0.5 s."""
     b = track.boxes
     cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
     side = 1.8 * np.median(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]))
     k = np.ones(13) / 13
     cx = np.convolve(np.pad(cx, 6, mode="edge"), k, mode="valid")
     cy = np.convolve(np.pad(cy, 6, mode="edge"), k, mode="valid")
-    boxes = np.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], axis=1)
-    return crop_boxes(frames, boxes, (SPEAKER_VIDEO_SIZE, SPEAKER_VIDEO_SIZE)).permute(3, 0, 1, 2)  # -> (3, T, S, S)
+    return np.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], axis=1)
 
 
 def write_result(result: SeparationResult, out_dir: str | Path) -> Path:
@@ -223,18 +281,28 @@ def _write_files(result: SeparationResult, out_dir: str | Path) -> Path:
     peak = float(result.voices.abs().max())
     gain = 0.99 / peak if peak > 0.99 else 1.0  # keep every voice's level relative to the others
     speakers = []
+    for k, voice in enumerate(result.voices):
+        write_audio(out / f"speaker_{k}.wav", voice * gain, result.sample_rate, protect=protect)
+    # the speaker videos: the clip read once more in chunks, each chunk's crops encoded as they come
+    crop = (SPEAKER_VIDEO_SIZE, SPEAKER_VIDEO_SIZE)
+    boxes = [_speaker_boxes(track) for track in result.tracks]
+    with contextlib.ExitStack() as stack:
+        writers = [
+            stack.enter_context(
+                VideoWriter(out / f"speaker_{k}.mp4", result.fps, crop, audio_rate=result.sample_rate, protect=protect)
+            )
+            for k in range(len(result.tracks))
+        ]
+        for f0, frames in _frame_chunks(result.path, 0, result.num_frames, result.fps, result.read_size):
+            if frames is None:
+                raise TruncatedMediaError(result.path, f"frames near {f0 / result.fps:.3f}s could no longer be decoded")
+            for writer, b in zip(writers, boxes):
+                writer.write(crop_boxes(frames, b[f0 : f0 + len(frames)], crop))
+        for writer, voice in zip(writers, result.voices):
+            writer.write_audio((voice * gain)[None])
     for k, (voice, track) in enumerate(zip(result.voices, result.tracks)):
         wav = out / f"speaker_{k}.wav"
         mp4 = out / f"speaker_{k}.mp4"
-        write_audio(wav, voice * gain, result.sample_rate, protect=protect)
-        write_video(
-            mp4,
-            _speaker_video(result.frames, track),
-            result.fps,
-            (voice * gain)[None],
-            result.sample_rate,
-            protect=protect,
-        )
         rms = float(voice.pow(2).mean().sqrt())
         speakers.append(
             {
