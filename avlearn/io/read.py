@@ -143,6 +143,20 @@ def _check_sample_rate(sample_rate) -> int | None:
     return rate
 
 
+def _memory_exhausted(nbytes: int) -> bool:
+    """Whether ``nbytes`` more cannot be allocated now.
+
+    A decoder that cannot get a picture buffer says "Invalid data found when processing input", not "out of
+    memory": a long window read whole used to end in a false warning of a damaged file and then a
+    MemoryError. Asked right after a decoding error, with a few pictures' worth, this tells the two apart.
+    """
+    try:
+        bytearray(nbytes)  # zero-filled, so really committed
+    except MemoryError:
+        return True
+    return False
+
+
 def _output_size(info_hw: tuple[int, int], size: int | tuple[int, int] | None) -> tuple[int, int]:
     h, w = info_hw
     if size is None:
@@ -244,6 +258,11 @@ def _read_video(
                 if latest >= end - tol:
                     break
         except av.FFmpegError as err:
+            if isinstance(err, MemoryError) or _memory_exhausted(4 * vinfo.width * vinfo.height * 3 // 2):
+                raise MemoryError(
+                    f"{info.path}: out of memory decoding a {duration:.1f} s window of video ({len(decoded)} "
+                    "pictures held); read shorter windows"
+                ) from None
             if explain_stop:
                 where = f"near {latest:.3f} s" if decoded else f"at its first frame after {seek_time:.3f} s"
                 warnings.warn(
