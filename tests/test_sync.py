@@ -62,8 +62,9 @@ def test_resume_continues_exactly(world, tmp_path):
     assert main(["fit", *_args(world, straight, "--trainer.max_epochs", "2")]) == 0
     stop = ["--trainer.callbacks+=callbacks.StopAfterEpochs", "--trainer.callbacks.init_args.epochs", "1"]
     assert main(["fit", *_args(world, killed, "--trainer.max_epochs", "2", *stop)]) == 0  # "killed" after epoch 1
-    last = next(killed.glob("**/checkpoints/last.ckpt"))
-    assert main(["fit", *_args(world, killed, "--trainer.max_epochs", "2", "--ckpt_path", str(last))]) == 0
+    assert main(["fit", *_args(world, killed, "--trainer.max_epochs", "2", "--ckpt_path", "last")]) == 0
+    resumed = killed / "lightning_logs" / "version_1"  # a new folder, continuing version_0's last.ckpt
+    assert (resumed / "config.yaml").read_text().count("version_0/checkpoints/last.ckpt") == 1
     a = load_file(str(next(straight.glob("**/weights/last.safetensors"))))
     b = load_file(str(max(killed.glob("**/weights/last.safetensors"), key=os.path.getmtime)))
     for key in a:

@@ -193,16 +193,18 @@ def adamw_one_cycle(module: L.LightningModule, lr: float, weight_decay: float) -
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def check_manifests(datamodule: L.LightningDataModule | None) -> None:
-    """Reads every ``*manifest`` hyperparameter of the data module before training writes anything: a missing,
-    unreadable or empty manifest, or one listing a missing media file, is one line instead of a traceback
-    from the middle of ``setup``.
+def check_manifests(data_args: Any) -> None:
+    """Reads every ``*manifest`` argument of the data module before training prints or writes anything: a
+    missing, unreadable or empty manifest, or one listing a missing media file, is one line instead of a
+    traceback from the middle of ``setup``.
+
+    Args:
+        data_args: the data module's ``init_args`` (a mapping).
 
     Raises:
         ManifestError, FitError.
     """
-    hparams = getattr(datamodule, "hparams", None) or {}
-    for key, value in hparams.items():
+    for key, value in dict(data_args or {}).items():
         if not key.endswith("manifest") or not isinstance(value, (str, Path)):
             continue
         rows = read_manifest(value)
@@ -223,13 +225,20 @@ def _cli_class():
         def parse_arguments(self, parser, args) -> None:
             # LightningCLI warns whenever args are given while sys.argv has any (as under `avlearn fit`)
             self.config = parser.parse_args(args)
-            ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
+            config = self.config[self.config.subcommand]
+            data = config.get("data")
+            check_manifests(data.get("init_args") if data is not None and "init_args" in data else data)
+            ckpt_path = config.get("ckpt_path")
             if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
-                check_checkpoint(ckpt_path)  # before LightningCLI itself unpickles it for hyperparameters
+                ckpt = check_checkpoint(ckpt_path)  # before LightningCLI itself unpickles it for hyperparameters
+                trainer = config.get("trainer") or {}
+                max_steps = trainer.get("max_steps", -1)
+                max_epochs = trainer.get("max_epochs")  # None: as Trainer, 1000 unless max_steps is set
+                max_epochs = (1000 if max_steps == -1 else -1) if max_epochs is None else max_epochs
+                check_schedule(ckpt_path, ckpt, max_epochs, max_steps)
 
         def before_fit(self) -> None:
             trainer = self.trainer
-            check_manifests(self.datamodule)
             ckpt_path = self.config.fit.get("ckpt_path")
             say = print if trainer.is_global_zero else (lambda *a, **k: None)
             if ckpt_path == "last":
