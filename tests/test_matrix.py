@@ -84,6 +84,7 @@ CASES: dict[str, dict[str, set[int]]] = {
     "ckpt_checkpoint": dict.fromkeys(WRONG_TASK, ERROR),
     "pt_checkpoint": dict.fromkeys(WRONG_TASK, ERROR),
 }
+OWN_OUT = ("out_is_a_file", "out_name_too_long", "out_unwritable", "input_is_an_earlier_result")  # make --out
 XFAIL: dict[tuple[str, str], str] = {  # (case, command) -> reason, while another fix is pending
     ("webm_vp9_opus", "sync-offset"): "webm with a 7 ms late video start reads one frame off (-40 ms)",
     **{("clip_name_too_long", cmd): "probe: pathlib's exists() raises ENAMETOOLONG" for cmd in COMMANDS},
@@ -234,7 +235,7 @@ def test_cell(case, command, media, read_only, tmp_path, capsys):
         ckpt = tmp_path / ("model.ckpt" if case == "ckpt_checkpoint" else "model.pt")
         ckpt.write_bytes(pickle.dumps({"state_dict": _Trap(tmp_path / "UNPICKLED")}))
         extra = ["--checkpoint", str(ckpt)]
-    if command in WRITES and case not in ("out_is_a_file", "out_name_too_long", "out_unwritable", "input_is_an_earlier_result"):
+    if command in WRITES and case not in OWN_OUT:
         _previous_run(out, command)
     argv = [command, str(clip), *extra] + (["--out", str(out)] if command in WRITES else [])
     before = snapshot(tmp_path)

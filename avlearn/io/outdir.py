@@ -3,13 +3,15 @@
 A command that writes results into ``--out DIR`` runs inside :func:`staged_output`:
 
 1. **Checks before any work** (so a refused run costs nothing and changes nothing): ``DIR`` is not an
-   existing file, no name in its path is too long for the file system, and no input of the run lives in
-   ``DIR`` where a result would replace or remove it (:class:`~avlearn.io.errors.OverwriteInputError`).
+   existing file, it (or the folder it will be made in) is writable, no name in its path is too long for
+   the file system, and no input of the run lives in ``DIR`` where a result would replace or remove it
+   (:class:`~avlearn.io.errors.OverwriteInputError`).
 2. **A lock**: a second run into the same folder refuses with one line naming the run that holds it. The
    lock is an ``flock`` on a hidden file beside ``DIR``; the kernel drops it when its process dies, so the
    lock of a killed run never blocks the next one.
 3. **A private temporary folder** beside ``DIR`` (same file system, so moving it is a rename). The command
-   writes its results there.
+   writes its results there. (Inside ``DIR`` instead when ``DIR`` is a mount point or its parent is not
+   writable; a symlink ``DIR`` is followed, so the link stays a link.)
 4. **Moved into place at the end, as a whole.** ``DIR`` then holds exactly this run's results: the files a
    previous avlearn run wrote there (listed in ``DIR/.avlearn.json``) are replaced or removed, so a folder
    never mixes two runs. Files avlearn did not write are never touched, except one with the very name of
@@ -18,7 +20,8 @@ A command that writes results into ``--out DIR`` runs inside :func:`staged_outpu
    renamed in one by one. A run that wrote nothing changes nothing.
 
 On any error, KeyboardInterrupt included, the temporary folder is removed and ``DIR`` is left exactly as it
-was (folders created for it on the way are removed again). A full disk, a folder the user cannot write
+was (folders created for it on the way are removed again); what a killed run left behind is removed by the
+next run into ``DIR``. A full disk, a folder the user cannot write
 and a too-long name become one :class:`OutputError` line instead of a traceback.
 """
 
@@ -135,9 +138,7 @@ def _short(name: str, tag: str) -> str:
     return f".avlearn-{hashlib.sha1(os.fsencode(name)).hexdigest()[:16]}.{tag}"
 
 
-def check_output(
-    out: PathLike, inputs: Sequence[PathLike | None] = (), outputs: Sequence[str] = ()
-) -> Path:
+def check_output(out: PathLike, inputs: Sequence[PathLike | None] = (), outputs: Sequence[str] = ()) -> Path:
     """Every check that can be made before a run starts; returns ``out`` as an absolute path.
 
     Args:
@@ -156,7 +157,8 @@ def check_output(
     for part in out.parts:
         if len(os.fsencode(part)) > limit:
             raise OutputError(
-                out, f"a name in the path is {len(os.fsencode(part))} bytes long and the file system allows "
+                out,
+                f"a name in the path is {len(os.fsencode(part))} bytes long and the file system allows "
                 f"{limit}; choose a shorter --out",
             )
     if len(os.fsencode(str(out))) > 4000:
@@ -184,7 +186,8 @@ def check_output(
                 key = _file_id(out / name)
                 if key in ids:
                     raise OverwriteInputError(
-                        ids[key], f"is in --out {out}, where this run's results would replace it; "
+                        ids[key],
+                        f"is in --out {out}, where this run's results would replace it; "
                         "choose another --out (nothing was written)",
                     )
     return out
@@ -215,8 +218,8 @@ def output_lock(out: Path) -> Iterator[None]:
             finally:
                 os.close(fd)
             raise OutputError(
-                out, f"another avlearn run (pid {pid}) is writing into this folder; wait for it or choose "
-                "another --out",
+                out,
+                f"another avlearn run (pid {pid}) is writing into this folder; wait for it or choose another --out",
             ) from None
         # the holder before us may have removed the file after we opened it: lock the file that is there
         if _file_id(path) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino):
@@ -242,6 +245,16 @@ def _stage_inside(out: Path) -> bool:
     except OSError:
         other_fs = True
     return other_fs or os.path.ismount(out) or not os.access(out.parent, os.W_OK | os.X_OK)
+
+
+def _remove_leftovers(out: Path, base: Path) -> None:
+    """Removes the staging folders a killed run into ``out`` left in ``base`` (safe: we hold the lock, and
+    every run into ``out`` does while its folders exist)."""
+    prefixes = (_short(out.name, "avlearn-tmp-"), _short(out.name, "avlearn-old-"))
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(base):
+            if entry.name.startswith(prefixes) and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def _make_parents(folder: Path) -> list[Path]:
@@ -294,7 +307,7 @@ def _commit(tmp: Path, out: Path, inputs: Sequence[PathLike | None], command: st
     for name in new:
         os.replace(tmp / name, out / name)
     for name in sorted(previous - set(new)):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             os.unlink(out / name)
     os.replace(tmp / MARKER, out / MARKER)
 
@@ -355,6 +368,7 @@ def staged_output(
             raise output_error(err, out) from None
         with output_lock(out):
             base = out if _stage_inside(out) else out.parent
+            _remove_leftovers(out, base)
             try:
                 tmp = Path(tempfile.mkdtemp(prefix=_short(out.name, "avlearn-tmp-"), dir=base))
                 os.chmod(tmp, 0o777 & ~_UMASK)
