@@ -65,13 +65,41 @@ def test_results_replace_the_previous_run_and_keep_user_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["D"]  # no staging folder or lock left behind
 
 
-def test_a_folder_of_results_only_is_swapped_whole(tmp_path):
+def test_an_existing_folder_stays_the_same_folder(tmp_path):
     out = previous_run(tmp_path / "D", {"speaker_0.wav": b"0", "speaker_1.wav": b"1", "speaker_2.wav": b"2"})
+    out.chmod(0o750)
+    inode = out.stat().st_ino  # (a shell sitting in it stays in it)
     with staged_output(out) as tmp:
         (tmp / "speaker_0.wav").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "speaker_0.wav"]
-    assert oct(out.stat().st_mode & 0o777) == oct(0o777 & ~_umask())  # not mkdtemp's private 0o700
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["D"]
+    assert out.stat().st_ino == inode and out.stat().st_mode & 0o777 == 0o750
+    with staged_output(tmp_path / "new") as tmp:  # a new folder gets the usual permissions, not mkdtemp's 0o700
+        (tmp / "r.txt").write_text("new")
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o777 & ~_umask()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["D", "new"]
+
+
+def test_a_run_killed_while_moving_its_results_in_is_cleared_by_the_next(tmp_path, monkeypatch):
+    out = previous_run(tmp_path / "D", {"a.txt": b"old a", "b.txt": b"old b"}, {"notes.md": b"mine"})
+    real_replace, moved = os.replace, []
+
+    def killed_after_one(src, dst):
+        if not str(dst).endswith(MARKER):  # a result, not the record
+            if moved:
+                raise KeyboardInterrupt  # as if killed between two renames
+            moved.append(dst)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        with staged_output(out) as tmp:
+            for name in ("c.txt", "d.txt"):
+                (tmp / name).write_text("first")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert (out / "c.txt").exists() and not (out / "d.txt").exists()  # the mixed moment
+    with staged_output(out) as tmp:
+        (tmp / "e.txt").write_text("second")
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "e.txt", "notes.md"]
 
 
 def _umask() -> int:

@@ -15,9 +15,11 @@ A command that writes results into ``--out DIR`` runs inside :func:`staged_outpu
 4. **Moved into place at the end, as a whole.** ``DIR`` then holds exactly this run's results: the files a
    previous avlearn run wrote there (listed in ``DIR/.avlearn.json``) are replaced or removed, so a folder
    never mixes two runs. Files avlearn did not write are never touched, except one with the very name of
-   a new result (the user pointed ``--out`` at it). When ``DIR`` holds nothing else, the old folder is
-   renamed aside, the new one renamed to ``DIR``, and the old one deleted; otherwise the results are
-   renamed in one by one. A run that wrote nothing changes nothing.
+   a new result (the user pointed ``--out`` at it). A new ``DIR`` is the temporary folder renamed; an
+   existing one stays the same folder (its permissions, a shell sitting in it, a mount or a symlink stay
+   what they are) and gets the results renamed in, all within milliseconds once everything is computed.
+   Its record first lists the files of both runs, so a run killed in those milliseconds leaves nothing
+   the next run cannot clear. A run that wrote nothing changes nothing.
 
 On any error, KeyboardInterrupt included, the temporary folder is removed and ``DIR`` is left exactly as it
 was (folders created for it on the way are removed again); what a killed run left behind is removed by the
@@ -35,7 +37,6 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -250,10 +251,10 @@ def _stage_inside(out: Path) -> bool:
 def _remove_leftovers(out: Path, base: Path) -> None:
     """Removes the staging folders a killed run into ``out`` left in ``base`` (safe: we hold the lock, and
     every run into ``out`` does while its folders exist)."""
-    prefixes = (_short(out.name, "avlearn-tmp-"), _short(out.name, "avlearn-old-"))
+    prefix = _short(out.name, "avlearn-tmp-")
     with contextlib.suppress(OSError):
         for entry in os.scandir(base):
-            if entry.name.startswith(prefixes) and entry.is_dir(follow_symlinks=False):
+            if entry.name.startswith(prefix) and entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
 
 
@@ -287,23 +288,10 @@ def _commit(tmp: Path, out: Path, inputs: Sequence[PathLike | None], command: st
     for name in sorted(previous | set(new)):  # last safety net: never replace or remove an input
         if _file_id(out / name) in ids:
             raise OverwriteInputError(out / name, "is an input of this run; choose another --out")
-    present = set(os.listdir(out))
-    foreign = present - previous - set(new) - {MARKER}
-    if not foreign and tmp.parent == out.parent:  # nothing but avlearn's results: swap the folders
-        aside = out.parent / _short(out.name, f"avlearn-old-{os.getpid()}")
-        try:
-            os.chmod(tmp, stat.S_IMODE(os.stat(out).st_mode))  # the folder keeps its permissions
-            os.rename(out, aside)
-        except OSError:  # a mount point, or a folder we may not move: fall back to moving the files
-            pass
-        else:
-            try:
-                os.rename(tmp, out)
-            except BaseException:
-                os.rename(aside, out)
-                raise
-            shutil.rmtree(aside, ignore_errors=True)
-            return
+    # first the record lists both runs' files: a run killed while moving leaves nothing the next cannot clear
+    moving = tmp / f"{MARKER}.moving"
+    moving.write_text(json.dumps({**doc, "files": sorted(previous | set(new)), "finished": None}) + "\n")
+    os.replace(moving, out / MARKER)
     for name in new:
         os.replace(tmp / name, out / name)
     for name in sorted(previous - set(new)):
