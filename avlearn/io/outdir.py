@@ -23,8 +23,8 @@ A command that writes results into ``--out DIR`` runs inside :func:`staged_outpu
 
 On any error, KeyboardInterrupt included, the temporary folder is removed and ``DIR`` is left exactly as it
 was (folders created for it on the way are removed again); what a killed run left behind is removed by the
-next run into ``DIR``. A full disk, a folder the user cannot write
-and a too-long name become one :class:`OutputError` line instead of a traceback.
+next run into ``DIR``. A full disk, a folder the user cannot write and a too-long name become one
+:class:`OutputError` line instead of a traceback.
 """
 
 from __future__ import annotations
@@ -148,7 +148,8 @@ def check_output(out: PathLike, inputs: Sequence[PathLike | None] = (), outputs:
         outputs: glob patterns of the names the run writes (``"speaker_*.wav"``).
 
     Raises:
-        OutputError: ``out`` is an existing non-folder, or a name in its path is too long.
+        OutputError: ``out`` is an existing non-folder, is not writable (or the folder it would be made in
+            is not), or a name in its path is too long.
         OverwriteInputError: an input is a file in ``out`` that this run's results would replace or remove.
     """
     out = Path(os.path.abspath(out))
