@@ -300,7 +300,11 @@ def _read_video(
     # Sample and hold: target instant t shows the last frame whose time is <= t. The first frame also
     # stands for the instants just before it (a stream starting a frame late); the last one holds for one
     # frame interval, after which the window has run past the stream and is padded.
-    idx = np.searchsorted(times, targets + tol, side="right") - 1
+    # A frame presented a little after an instant (under a quarter of the output and of the stored frame
+    # interval) counts as on screen then: muxers shift timestamps by a few ms (WebM makes room for Opus
+    # priming), which must not delay the picture by a whole output frame against the sound.
+    lead = max(tol, 0.25 * min(1.0 / rate, frame_dur))
+    idx = np.searchsorted(times, targets + lead, side="right") - 1
     first_ok = (idx < 0) & (len(times) > 0) & (targets >= (times[0] if len(times) else 0) - frame_dur)
     idx = np.where(first_ok, 0, idx)
     last_t = times[-1] if len(times) else -np.inf
@@ -414,7 +418,8 @@ def read_clip(
     """Reads the video and the audio of one time window of a media file.
 
     Frame ``k`` stands for the instant ``start + k / fps`` and shows the frame on screen then (the last
-    frame presented at or before it); audio sample ``j`` is the sound at ``start + j / sample_rate``. A
+    frame presented at or before it, or one presented less than a quarter frame interval later: muxers
+    shift timestamps by a few milliseconds, which must not cost a whole frame of sync); audio sample ``j`` is the sound at ``start + j / sample_rate``. A
     window that runs past the end of a stream is padded (black frames, silence) and marked in
     ``video_valid``/``audio_valid``.
 
