@@ -419,9 +419,9 @@ def read_clip(
 
     Frame ``k`` stands for the instant ``start + k / fps`` and shows the frame on screen then (the last
     frame presented at or before it, or one presented less than a quarter frame interval later: muxers
-    shift timestamps by a few milliseconds, which must not cost a whole frame of sync); audio sample ``j`` is the sound at ``start + j / sample_rate``. A
-    window that runs past the end of a stream is padded (black frames, silence) and marked in
-    ``video_valid``/``audio_valid``.
+    shift timestamps by a few milliseconds, which must not cost a whole frame of sync); audio sample ``j``
+    is the sound at ``start + j / sample_rate``. A window that runs past the end of a stream is padded
+    (black frames, silence) and marked in ``video_valid``/``audio_valid``.
 
     Args:
         path: media file (mp4, webm, mkv, avi, ...).
