@@ -41,10 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
 @contextmanager
 def warnings_as_lines(command: str) -> Iterator[None]:
     """Every warning a subcommand raises prints as one line, ``avlearn COMMAND: warning: MESSAGE``, instead
-    of Python's two (source file, line number and the code that warned); the one place that formats them."""
+    of Python's two (source file, line number and the code that warned); the one place that formats them.
+    A message is printed once per run, whichever code raised it (a cut-off file is read in several passes)."""
+    seen: set[str] = set()
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         text = " ".join(str(message).split())
+        if text in seen:
+            return
+        seen.add(text)
         try:
             print(f"avlearn {command}: warning: {text}", file=file or sys.stderr)
         except OSError:  # stderr closed: a warning is not worth a crash

@@ -111,6 +111,7 @@ def test_a_file_cut_after_its_first_frame_warns_once_without_inf(clip, tmp_path)
 def test_cli_prints_warnings_as_one_line(capsys):
     with warnings_as_lines("separate"):
         warnings.warn("first line\n  second line", UserWarning, stacklevel=1)
+        warnings.warn("first line second line", UserWarning, stacklevel=1)  # the same news from elsewhere
     err = capsys.readouterr().err
     assert err == "avlearn separate: warning: first line second line\n"
     assert warnings.showwarning is not None and "warnings_as_lines" not in repr(warnings.showwarning)

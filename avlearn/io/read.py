@@ -430,10 +430,13 @@ def read_clip(
         fps: frames per second to sample; None returns the stored frames inside the window.
         size: ``(height, width)``, or an int for the shorter side keeping the aspect ratio; None keeps the
             stored size. Rotation metadata is applied, so sizes refer to the upright picture.
-        sample_rate: audio rate to resample to; None keeps the file's rate.
+        sample_rate: audio rate to resample to, in whole Hz, at least ``MIN_SAMPLE_RATE`` (1000); None keeps
+            the file's rate.
         mono: downmix to one channel (in FFmpeg).
-        video: read the video stream.
-        audio: read the audio stream.
+        video: read the video stream; a file without one raises MissingStreamError (read it with
+            ``video=False``, or use ``read_audio``).
+        audio: read the audio stream; a file without one raises MissingStreamError (read it with
+            ``audio=False``).
 
     Returns:
         An AVClip with ``video (C, T, H, W)`` uint8 and ``audio (channels, S)`` float32.
@@ -443,6 +446,7 @@ def read_clip(
         MissingStreamError: ``video``/``audio`` asked for and the file has no such stream.
         ClipRangeError: non-positive duration, negative start, or a start past the end.
         TruncatedMediaError: the file is cut off before the window and nothing of it could be decoded.
+        ValueError: ``fps``, ``size`` or ``sample_rate`` out of range (see above).
 
     Warns:
         TruncatedMediaWarning: the file is cut off inside the window; the readable part is returned and the
@@ -525,7 +529,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None, mono: bo
 
     Args:
         path: media file.
-        sample_rate: rate to resample to (in FFmpeg); None keeps the file's rate.
+        sample_rate: rate to resample to (in FFmpeg), at least ``MIN_SAMPLE_RATE`` Hz; None keeps the file's rate.
         mono: downmix to one channel.
 
     Returns:
