@@ -232,7 +232,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.steps < 1:
-        raise SystemExit("avlearn recognize: --steps must be at least 1")
+        raise SystemExit(f"avlearn recognize: error: --steps {args.steps}: must be at least 1; pass --steps 2")
     # --out is checked and locked before any work; the result moves into it as a whole at the end
     with staged_output(args.out, [args.clip], ("result.json",), "recognize") as tmp:
         result = recognize(args.clip, args.checkpoint, method=args.method, steps=args.steps, top=args.top)

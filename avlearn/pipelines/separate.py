@@ -348,7 +348,12 @@ def run(args: argparse.Namespace) -> int:
         try:
             boxes = json.loads(Path(args.boxes).read_text())
         except (OSError, json.JSONDecodeError) as err:
-            print(f"avlearn separate: error: cannot read --boxes {args.boxes}: {err}", file=sys.stderr)
+            reason = err.strerror if isinstance(err, OSError) else f"not JSON ({err})"
+            print(
+                f"avlearn separate: error: {args.boxes}: cannot read the --boxes file: {reason}; pass a JSON "
+                "list with one face box [x0, y0, x1, y1] (or one per frame) per speaker",
+                file=sys.stderr,
+            )
             return 1
     try:  # --out is checked and locked before any work; results move into it as a whole at the end
         with staged_output(args.out, [args.clip, args.boxes], OUTPUTS, "separate") as tmp:
