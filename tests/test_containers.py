@@ -44,9 +44,11 @@ def _available(*codecs: str | None) -> bool:
     return True
 
 
-def write_av(path: Path, muxer: str, vcodec: str | None, acodec: str | None, rate: int, options: dict) -> Path:
+def write_av(
+    path: Path, muxer: str, vcodec: str | None, acodec: str | None, rate: int, options: dict, mux_options=None
+) -> Path:
     """Coded frames at 25 fps (with ``vcodec``) and clicks (with ``acodec``) muxed by ``muxer``."""
-    with av.open(str(path), "w", format=muxer) as out:
+    with av.open(str(path), "w", format=muxer, options=mux_options or {}) as out:
         vs = as_ = None
         if vcodec:
             vs = out.add_stream(vcodec, rate=FPS)
@@ -160,6 +162,21 @@ def test_window_inside_the_file(media):
         )
         wav, rate = read_audio(path, sample_rate=8000)
         assert rate == 8000 and wav.shape[1] / 8000 == pytest.approx(4.0, abs=0.1)
+
+
+def test_live_webm_without_duration_or_index(tmp_path):
+    """A browser's MediaRecorder writes WebM as a live stream: no duration, no cues. Its packets say how long."""
+    muxer, _, vcodec, acodec, rate, options = CONTAINERS["webm_vp9_opus"]
+    if not _available(vcodec, acodec):
+        pytest.skip("no vp9/opus encoder in this PyAV build")
+    path = write_av(tmp_path / "live.webm", muxer, vcodec, acodec, rate, options, {"live": "1"})
+    with av.open(str(path)) as container:
+        assert container.duration is None  # the file states no length
+    info = probe(path)
+    assert info.duration == pytest.approx(4.0, abs=0.1) and info.video.duration == pytest.approx(4.0, abs=0.1)
+    clip = read_clip(path, 2.0, 1.0, fps=FPS, sample_rate=16000)
+    np.testing.assert_array_equal(decode_frames(clip.video), np.arange(50, 75))
+    assert clip.audio_valid.all() and len(click_onsets(clip.audio, 16000)) == 2
 
 
 # ---- a file cut off inside its data, its index intact ------------------------------------------------
