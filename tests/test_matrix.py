@@ -157,12 +157,15 @@ def read_only(tmp_path_factory) -> Path | None:
         yield folder
         folder.chmod(0o755)
         return
-    if subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode:
+    if (
+        shutil.which("mount") is None
+        or subprocess.run(["mount", "--bind", folder, folder], capture_output=True).returncode
+    ):
         yield None
         return
-    ok = not subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], capture_output=True).returncode
+    ok = not subprocess.run(["mount", "-o", "remount,bind,ro", folder], capture_output=True).returncode
     yield folder if ok else None
-    subprocess.run(["umount", str(folder)], check=True)
+    subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
 def _previous_run(out: Path, command: str) -> None:
