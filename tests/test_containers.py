@@ -179,6 +179,29 @@ def test_live_webm_without_duration_or_index(tmp_path):
     assert clip.audio_valid.all() and len(click_onsets(clip.audio, 16000)) == 2
 
 
+def test_a_short_video_beside_a_long_soundtrack_is_not_called_cut_off(tmp_path):
+    """Video ends at 26 s, sound at 40 s: the probe must read the video's last packets, not only the file's."""
+    path = tmp_path / "long_sound.mp4"
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=FPS)
+        vs.width, vs.height, vs.pix_fmt, vs.options = 96, 32, "yuv420p", {"preset": "ultrafast"}
+        as_ = out.add_stream("aac", rate=8000)
+        as_.layout = "mono"
+        for k in range(650):  # more packets than the probe's first pass reads for the frame rate
+            frame = av.VideoFrame.from_ndarray(code_frame(k), format="rgb24")
+            frame.pts, frame.time_base = k, Fraction(1, FPS)
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+        for i in range(0, 40 * 8000, 1024):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 8000, i
+            out.mux(as_.encode(frame))
+        out.mux(as_.encode(None))
+    info = probe(path)
+    assert not info.truncated and info.video.duration == pytest.approx(26.0)
+    assert info.duration == pytest.approx(40, abs=0.2)
+
+
 # ---- a file cut off inside its data, its index intact ------------------------------------------------
 
 

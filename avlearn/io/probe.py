@@ -234,7 +234,11 @@ def _probe(path: str, size: int, mtime_ns: int) -> MediaInfo:
         )
         ends = [starts[i] + d for i, d in announced.items() if d] or ([file_end] if file_end else [])
         announced_end = max(ends) if ends else None
-        tracks = _scan(path, streams, None if announced_end is None else max(0.0, announced_end - _TAIL_SECONDS))
+        # The tail read starts before the earliest stream end, so a stream ending long before another (a short
+        # video track beside a long soundtrack) has its last packets read too.
+        stream_ends = [starts[i] + d if d else file_end for i, d in announced.items()]
+        tail_from = None if None in stream_ends else max(0.0, min(stream_ends) - _TAIL_SECONDS)
+        tracks = _scan(path, streams, tail_from)
 
         # Where each stream really ends: its last packet; a stream whose packets carry no time (raw H.264)
         # ends after the sum of their durations.
