@@ -85,9 +85,7 @@ CASES: dict[str, dict[str, set[int]]] = {
     "pt_checkpoint": dict.fromkeys(WRONG_TASK, ERROR),
 }
 OWN_OUT = ("out_is_a_file", "out_name_too_long", "out_unwritable", "input_is_an_earlier_result")  # make --out
-XFAIL: dict[tuple[str, str], str] = {  # (case, command) -> reason, while another fix is pending
-    **{("clip_name_too_long", cmd): "probe: pathlib's exists() raises ENAMETOOLONG" for cmd in COMMANDS},
-}
+XFAIL: dict[tuple[str, str], str] = {}  # (case, command) -> reason, while another fix is pending
 
 CELLS = [
     pytest.param(case, cmd, id=f"{cmd}-{case}", marks=[pytest.mark.xfail(strict=True, reason=XFAIL[case, cmd])])

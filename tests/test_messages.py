@@ -79,6 +79,11 @@ def test_probe_names_pipes_and_devices(tmp_path):
         assert "empty" not in str(info.value)
 
 
+def test_a_name_too_long_for_the_file_system_is_named_as_such(tmp_path):
+    with pytest.raises(MediaNotFoundError, match="name is too long"):
+        probe(tmp_path / ("x" * 300 + ".mp4"))  # pathlib's exists() raised ENAMETOOLONG
+
+
 def test_probe_cli_reports_every_file_and_a_cut_one(clip, tmp_path, capsys):
     cut = _cut_inside(clip, tmp_path / "cut.mp4", 2.0)
     empty = tmp_path / "empty.mp4"

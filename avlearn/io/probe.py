@@ -8,8 +8,10 @@ readable duration.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -91,16 +93,28 @@ def open_media(path: str | os.PathLike) -> av.container.InputContainer:
         InvalidMediaError: empty file, not a media file, or an mp4 cut off before its index was written.
     """
     p = Path(path)
-    if not p.exists():
-        raise MediaNotFoundError(p, "no such file; check the path")
-    if p.is_dir():
+    try:
+        st = os.stat(p)
+    except OSError as err:
+        if err.errno == errno.ENAMETOOLONG:
+            raise MediaNotFoundError(
+                p, "the name is too long for the file system; rename the file (or a folder on its path) shorter"
+            ) from None
+        if err.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise MediaNotFoundError(p, "no such file; check the path") from None
+        raise MediaNotFoundError(
+            p, f"cannot be looked up ({err.strerror}); check the path and its permissions"
+        ) from None
+    if stat.S_ISDIR(st.st_mode):
         raise MediaNotFoundError(p, "is a directory, not a media file; pass a file such as clip.mp4")
-    if not p.is_file():
+    if not stat.S_ISREG(st.st_mode):
         raise MediaNotFoundError(
             p, "is not a regular file (a pipe, socket or device); save the stream to a file and pass that"
         )
-    if p.stat().st_size == 0:
+    if st.st_size == 0:
         raise InvalidMediaError(p, "the file is empty (0 bytes); it was probably not written completely")
+    if not os.access(p, os.R_OK):
+        raise InvalidMediaError(p, "cannot be read (permission denied); check the file's permissions")
     try:
         container = av.open(str(p), metadata_errors="ignore")
     except av.FFmpegError as err:
@@ -208,13 +222,12 @@ def probe(path: str | os.PathLike) -> MediaInfo:
     Raises:
         MediaNotFoundError, InvalidMediaError: see ``open_media``.
     """
-    p = Path(path)
     try:
-        st = p.stat()
+        st = os.stat(path)
     except OSError:
         st = None
-    if st is None or not p.is_file() or st.st_size == 0:
-        open_media(p)  # raises the right MediaError
+    if st is None or not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+        open_media(path)  # raises the right MediaError
     return _probe(str(path), st.st_size, st.st_mtime_ns)
 
 
