@@ -141,6 +141,12 @@ def sync_offset(
         for f, lp in zip(f0, logp):
             k = int(lp.argmax())
             windows.append(WindowOffset(f / fps, float(offsets[k] * 1000), float(lp[k].exp())))
+    if total is None:  # the decodable part holds no whole window (a stream stops early, a cut-off file)
+        raise ClipRangeError(
+            path,
+            f"no {window:.2f} s window with {margin:.2f} s of sound on each side could be decoded (picture and "
+            f"sound overlap for about {max(0.0, valid_s):.2f} s); sync-offset needs {need:.2f} s of both",
+        )
     posterior = total.log_softmax(0)
     k = int(posterior.argmax())
     return OffsetResult(
