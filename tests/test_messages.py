@@ -139,7 +139,8 @@ def test_stream_errors_give_no_python_advice(clip, tmp_path, capsys):
 
     silent = write_video(tmp_path / "silent.mp4", np.zeros((3, 75, 32, 32), np.uint8), 25)
     voice = write_audio(tmp_path / "voice.wav", np.zeros((1, 64000), np.float32), 16000)
-    for command, path, words in (("sync-offset", silent, "no audio stream"), ("demo", voice, "no video stream")):
+    cases = [("sync-offset", silent, "no audio stream"), ("sync-offset", voice, "no video stream")]
+    for command, path, words in [*cases, ("demo", voice, "no video stream")]:
         assert main([command, str(path), "--out", str(tmp_path / "out")][: 4 if command == "demo" else 2]) == 1
         line = _one_line(capsys.readouterr().err, command)
         assert words in line and "=False" not in line and "read_audio" not in line

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from avlearn.io import ClipRangeError, TruncatedMediaError, probe, read_clip
+from avlearn.io import ClipRangeError, MissingStreamError, TruncatedMediaError, probe, read_clip
 from avlearn.models.weights import load_weights
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "sync_speakers"
@@ -104,6 +104,8 @@ def sync_offset(
     task, pre = _scorer(checkpoint)
     fps, sr, window = pre["fps"], pre["sample_rate"], pre["window"]
     info = probe(path)
+    if info.video is None:  # the soundtrack is read first, by a read that would not notice
+        raise MissingStreamError(path, "the file has no video stream (sound only); a file with a picture is needed")
     margin = max_frames / fps + abs(shift_audio_ms) / 1000.0
     need = window + 2 * margin
     if info.duration < need:
