@@ -116,9 +116,15 @@ class ResumableLoader(torch.utils.data.DataLoader):
     restarts the interrupted epoch, and this loader then skips the batches already trained on (it reads
     and drops them: the order, e.g. :class:`~avlearn.data.sync.EpochShuffle`'s, must depend only on the
     seed and the epoch for the skipped ones to be the same). A checkpoint at an epoch end skips nothing.
+
+    Each pass draws its worker seed from the loader's own generator, not from torch's global one, so
+    starting an epoch does not move the global random state that dropout draws from: the state a
+    checkpoint saves (see :class:`~avlearn.tasks.checkpoints.LastCheckpoint`) is the one the next step uses.
     """
 
     def __init__(self, *args: Any, **kwargs: Any):
+        if kwargs.get("generator") is None:
+            kwargs["generator"] = torch.Generator().manual_seed(0)
         super().__init__(*args, **kwargs)
         self._served = 0  # batches handed out in the current pass
         self._skip = 0  # batches to drop at the start of the next pass
