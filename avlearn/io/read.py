@@ -167,18 +167,21 @@ def _output_size(info_hw: tuple[int, int], size: int | tuple[int, int] | None) -
     return size
 
 
-def _open_at(path: str, kind: str, seconds: float) -> tuple[av.container.InputContainer, av.stream.Stream, bool]:
+def _open_at(
+    path: str, kind: str, seconds: float, closing: contextlib.ExitStack, shared=None
+) -> tuple[av.container.InputContainer, av.stream.Stream, bool]:
     """A container positioned at the keyframe before ``seconds`` in its first ``kind`` stream, that stream,
-    and whether it could seek: a raw stream (.h264) cannot, and is then read from its start."""
-    container = open_media(path)
+    and whether it could seek: a raw stream (.h264) cannot, and is then read from its start in a freshly
+    opened container. ``shared``, an open container of the file, is reused where it seeks (one open per
+    read); containers opened here close with ``closing``."""
+    container = shared if shared is not None else closing.enter_context(open_media(path))
     stream = getattr(container.streams, kind)[0]
     try:
         container.seek(max(0, int(seconds / float(stream.time_base))), stream=stream, backward=True, any_frame=False)
         return container, stream, True
     except av.FFmpegError:
-        container.close()
-        container = open_media(path)
-        return container, getattr(container.streams, kind)[0], False
+        fresh = closing.enter_context(open_media(path))
+        return fresh, getattr(fresh.streams, kind)[0], False
 
 
 def _read_video(
@@ -190,15 +193,16 @@ def _read_video(
     size: int | tuple[int, int] | None,
     closing: contextlib.ExitStack,
     explain_stop: bool = True,
+    shared: av.container.InputContainer | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Returns frames ``(T, H, W, 3)``, their times ``(T,)``, validity ``(T,)`` and the frame rate.
 
-    Containers opened here stay open in ``closing`` until the frames are converted. ``explain_stop``
-    False leaves a decoding error unreported (the caller has already said the file is cut off).
+    Reads through ``shared`` where it can seek; containers opened here stay open in ``closing`` until the
+    frames are converted. ``explain_stop`` False leaves a decoding error unreported (the caller has
+    already said the file is cut off).
     """
     vinfo = info.video
-    first = _open_at(path, "video", start)
-    closing.enter_context(first[0])
+    first = _open_at(path, "video", start, closing, shared)
     time_base = float(first[1].time_base)
     # Timestamps are rounded to the container's time base (1 ms in webm/mkv): treat as one instant
     # whatever lies within one tick, or 30 fps read at 30 fps would duplicate and drop frames. Coarser
@@ -239,10 +243,7 @@ def _read_video(
     def decode_from(seek_time: float, opened=None) -> bool:
         """Decodes from the keyframe before ``seek_time``; False if that keyframe lies after the window start."""
         decoded.clear()
-        if opened is None:
-            opened = _open_at(path, "video", seek_time)
-            closing.enter_context(opened[0])
-        container, stream, seeked = opened
+        container, stream, seeked = opened or _open_at(path, "video", seek_time, closing, shared)
         stream.thread_type = "AUTO"
         latest = -math.inf
         try:
@@ -327,16 +328,17 @@ def _decode_audio(
     sample_rate: int | None,
     mono: bool,
     explain_stop: bool = True,
+    shared: av.container.InputContainer | None = None,
 ) -> tuple[np.ndarray, float, int, bool]:
-    """Decodes and resamples the audio around ``[start, end)``.
+    """Decodes and resamples the audio around ``[start, end)``, through ``shared`` where it can seek.
 
     Returns:
         samples ``(channels, N)`` float32, the file time of sample 0, the sample rate, and whether the
         stream ended (EOF or a decode error) before ``end``.
     """
     seek_time = max(0.0, start - _AUDIO_MARGIN)
-    container, stream, seeked = _open_at(path, "audio", seek_time)
-    with container:
+    with contextlib.ExitStack() as closing:
+        container, stream, seeked = _open_at(path, "audio", seek_time, closing, shared)
         out_rate = int(sample_rate or stream.codec_context.sample_rate)
         layout = "mono" if mono else stream.codec_context.layout.name
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=out_rate)
@@ -477,8 +479,9 @@ def read_clip(
         )
     clip = AVClip(None, None, start, duration, None, None, None, None, None, path)
     with reading(path), contextlib.ExitStack() as closing:
+        shared = closing.enter_context(open_media(path))
         if video:
-            frames, times, valid, rate = _read_video(path, info, start, duration, fps, size, closing, not cut)
+            frames, times, valid, rate = _read_video(path, info, start, duration, fps, size, closing, not cut, shared)
             if not valid.any():
                 raise TruncatedMediaError(path, f"no frame of the window {start:.3f}-{end:.3f}s could be decoded")
             if not cut:
@@ -486,7 +489,7 @@ def read_clip(
             clip.video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (T,H,W,C) -> (C,T,H,W)
             clip.video_times, clip.video_valid, clip.fps = torch.from_numpy(times), torch.from_numpy(valid), rate
         if audio:
-            data, origin, rate, ended = _decode_audio(path, start, end, sample_rate, mono, not cut)
+            data, origin, rate, ended = _decode_audio(path, start, end, sample_rate, mono, not cut, shared)
             num = max(1, round(duration * rate))
             out = np.zeros((data.shape[0], num), np.float32)
             valid = np.zeros(num, bool)
@@ -541,12 +544,11 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None, mono: bo
     """
     path = os.fspath(path)
     sample_rate = _check_sample_rate(sample_rate)
-    with reading(path):
-        with open_media(path) as container:
-            if not container.streams.audio:
-                raise MissingStreamError(path, _NO_AUDIO)
+    with reading(path), open_media(path) as container:
+        if not container.streams.audio:
+            raise MissingStreamError(path, _NO_AUDIO)
         try:
-            data, _, rate, _ = _decode_audio(path, 0.0, None, sample_rate, mono)
+            data, _, rate, _ = _decode_audio(path, 0.0, None, sample_rate, mono, shared=container)
         except av.FFmpegError as err:  # pragma: no cover - decode errors are turned into warnings inside
             raise InvalidMediaError(path, f"audio could not be decoded ({err.strerror})") from None
     if data.shape[1] == 0:
