@@ -133,14 +133,13 @@ def _seconds(value: int | None, time_base) -> float | None:
     return None if value is None or time_base is None else float(value * time_base)
 
 
-def _rotation(path: str, stream_index: int) -> int:
-    # The display matrix reaches PyAV on decoded frames; one decoded frame costs milliseconds. A fresh
-    # container each time: raw streams (.h264) cannot seek back to the start.
-    with open_media(path) as container:
-        try:
-            frame = next(container.decode(container.streams.video[stream_index]))
-        except (StopIteration, av.FFmpegError):
-            return 0
+def _rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    # The display matrix reaches PyAV on decoded frames; one decoded frame costs milliseconds. The
+    # container is not rewound (raw streams cannot seek): it is not read again.
+    try:
+        frame = next(container.decode(stream))
+    except (StopIteration, av.FFmpegError):
+        return 0
     # PyAV reports the display matrix angle counter-clockwise; avlearn states the clockwise turn to apply.
     return int(round(-(frame.rotation or 0) / 90.0)) % 4 * 90
 
@@ -288,7 +287,7 @@ def _probe(path: str, size: int, mtime_ns: int) -> MediaInfo:
                 height=vs.codec_context.height,
                 fps=fps,
                 variable_fps=variable,
-                rotation=_rotation(path, 0),
+                rotation=_rotation(container, vs),
                 num_frames=vs.frames or None,
                 start=starts[vs.index],
                 duration=durations[vs.index],
