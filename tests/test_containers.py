@@ -7,6 +7,8 @@ reader returned, and whether they belong together.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -200,6 +202,24 @@ def test_a_short_video_beside_a_long_soundtrack_is_not_called_cut_off(tmp_path):
     info = probe(path)
     assert not info.truncated and info.video.duration == pytest.approx(26.0)
     assert info.duration == pytest.approx(40, abs=0.2)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg program writes the cover art")
+def test_cover_art_is_not_a_video_stream(tmp_path):
+    """An mp3 or m4a with an attached picture holds a one-frame "video" stream; it is sound only, and whole."""
+    song = write_av(tmp_path / "song.mp3", "mp3", None, "libmp3lame", 44100, {})
+    cover = tmp_path / "cover.png"
+    av.VideoFrame.from_ndarray(code_frame(5), format="rgb24").save(str(cover))
+    for suffix, codec in (("mp3", "copy"), ("m4a", "aac")):
+        path = tmp_path / f"with_cover.{suffix}"
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-i", str(song), "-i", str(cover), "-map", "0", "-map", "1", "-c:a", codec]
+            + ["-c:v", "png", "-disposition:v", "attached_pic", str(path)],
+            check=True,
+        )
+        info = probe(path)
+        assert info.video is None and not info.truncated and info.duration == pytest.approx(4.0, abs=0.15)
+        assert read_clip(path, 1.0, 1.0, video=False, sample_rate=8000).audio_valid.all()
 
 
 # ---- a file cut off inside its data, its index intact ------------------------------------------------

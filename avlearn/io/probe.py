@@ -123,10 +123,19 @@ def open_media(path: str | os.PathLike) -> av.container.InputContainer:
             f"not a readable media file ({err.strerror}); if it is an mp4 that was cut off while being written, "
             "its index is missing and it cannot be recovered",
         ) from None
-    if not container.streams.video and not container.streams.audio:
+    if first_stream(container, "video") is None and first_stream(container, "audio") is None:
         container.close()
         raise InvalidMediaError(p, "the file holds no audio or video stream")
     return container
+
+
+def first_stream(container: av.container.InputContainer, kind: str) -> av.stream.Stream | None:
+    """The stream of ``kind`` (``video``/``audio``) avlearn reads: the first one, leaving out cover art (an
+    mp3's or m4a's attached picture is a one-frame "video" stream, not a picture track), or None."""
+    for stream in getattr(container.streams, kind):
+        if not (kind == "video" and stream.disposition & av.stream.Disposition.attached_pic):
+            return stream
+    return None
 
 
 def _seconds(value: int | None, time_base) -> float | None:
@@ -233,8 +242,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
 @functools.lru_cache(maxsize=4096)
 def _probe(path: str, size: int, mtime_ns: int) -> MediaInfo:
     with open_media(path) as container:
-        vs = container.streams.video[0] if container.streams.video else None
-        as_ = container.streams.audio[0] if container.streams.audio else None
+        vs, as_ = first_stream(container, "video"), first_stream(container, "audio")
         streams = [s for s in (vs, as_) if s is not None]
         fmt = container.format.name
         announced = {s.index: _seconds(s.duration, s.time_base) for s in streams}

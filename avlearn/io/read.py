@@ -29,7 +29,7 @@ from avlearn.io.errors import (
     TruncatedMediaError,
     TruncatedMediaWarning,
 )
-from avlearn.io.probe import MediaInfo, open_media, probe
+from avlearn.io.probe import MediaInfo, first_stream, open_media, probe
 from avlearn.io.write import reading
 
 # Timestamps closer than this are the same instant (container time bases round to ~1e-5 s).
@@ -175,13 +175,13 @@ def _open_at(
     opened container. ``shared``, an open container of the file, is reused where it seeks (one open per
     read); containers opened here close with ``closing``."""
     container = shared if shared is not None else closing.enter_context(open_media(path))
-    stream = getattr(container.streams, kind)[0]
+    stream = first_stream(container, kind)
     try:
         container.seek(max(0, int(seconds / float(stream.time_base))), stream=stream, backward=True, any_frame=False)
         return container, stream, True
     except av.FFmpegError:
         fresh = closing.enter_context(open_media(path))
-        return fresh, getattr(fresh.streams, kind)[0], False
+        return fresh, first_stream(fresh, kind), False
 
 
 def _read_video(
@@ -545,7 +545,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None, mono: bo
     path = os.fspath(path)
     sample_rate = _check_sample_rate(sample_rate)
     with reading(path), open_media(path) as container:
-        if not container.streams.audio:
+        if first_stream(container, "audio") is None:
             raise MissingStreamError(path, _NO_AUDIO)
         try:
             data, _, rate, _ = _decode_audio(path, 0.0, None, sample_rate, mono, shared=container)
