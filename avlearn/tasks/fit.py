@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -126,25 +127,30 @@ class ResumableLoader(torch.utils.data.DataLoader):
         if kwargs.get("generator") is None:
             kwargs["generator"] = torch.Generator().manual_seed(0)
         super().__init__(*args, **kwargs)
-        self._served = 0  # batches handed out in the current pass
-        self._skip = 0  # batches to drop at the start of the next pass
+        self._pass = [None, 0]  # [epoch, batches handed out] of the current pass
+        self._resume: tuple[int | None, int] | None = None  # the same, saved by a checkpoint
 
     def __iter__(self):
-        skip, self._skip = self._skip, 0
+        epoch = getattr(self.sampler, "epoch", None)  # set by Lightning (set_epoch) before each epoch
+        resume, self._resume = self._resume, None
+        skip = resume[1] if resume is not None and resume[0] == epoch else 0
         batches = super().__iter__()
         for _ in range(skip):
             next(batches)
-        self._served = skip
+        self._pass = [epoch, skip]
         for batch in batches:
-            self._served += 1
+            self._pass[1] += 1
             yield batch
 
-    def state_dict(self) -> dict[str, int]:
-        return {"batches": self._served}
+    def state_dict(self) -> dict[str, int | None]:
+        return {"epoch": self._pass[0], "batches": self._pass[1]}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        served = int(state.get("batches", 0))
-        self._skip = served if 0 < served < len(self) else 0
+    def load_state_dict(self, state: dict[str, int | None]) -> None:
+        epoch, served = state.get("epoch"), int(state.get("batches") or 0)
+        # A checkpoint at an epoch end is followed by the next epoch, which skips nothing; a sampler without
+        # epochs leaves only the count to tell whether the pass was complete.
+        if epoch is not None or 0 < served < len(self):
+            self._resume = (epoch, served)
 
 
 class WindowData(L.LightningDataModule):
@@ -274,6 +280,9 @@ def _cli_class():
 def fit_main(argv: list[str]) -> int:
     """Runs ``LightningCLI`` in fit mode with the recipe's task and data module; a user error (bad manifest,
     media, checkpoint or resume request) is one line on stderr and exit status 1."""
+    warnings.filterwarnings(  # Lightning's own use of a torch API torch 2.14 deprecates: nothing a user can do
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", module="lightning"
+    )
     try:
         _cli_class()(
             L.LightningModule,
