@@ -23,6 +23,7 @@ from avlearn.io import MediaError, TruncatedMediaError, TruncatedMediaWarning, p
 FPS = 25
 FRAMES = 100  # 4 s
 CLICKS = [k / FPS for k in range(5, FRAMES, 10)]
+DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo" / "speakers" / "test" / "000001.mp4"  # 25 fps
 
 # name -> (muxer, file suffix, video encoder or None, audio encoder or None, audio rate, encoder options)
 CONTAINERS = {
@@ -220,6 +221,28 @@ def test_cover_art_is_not_a_video_stream(tmp_path):
         info = probe(path)
         assert info.video is None and not info.truncated and info.duration == pytest.approx(4.0, abs=0.15)
         assert read_clip(path, 1.0, 1.0, video=False, sample_rate=8000).audio_valid.all()
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg program writes this MPEG-PS")
+def test_mpeg1_program_stream_reads_from_its_first_frame(tmp_path):
+    """In an MPEG-1 program stream as the ffmpeg program writes it (the GRID corpus's format) a seek to the
+    start landed on the second keyframe, and the first half second of frames was lost."""
+    path = tmp_path / "grid_like.mpg"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(DEMO), "-c:v", "mpeg1video", "-q:v", "2", "-g", "12"]
+        + ["-c:a", "mp2", "-f", "mpeg", str(path)],
+        check=True,
+    )
+    with av.open(str(path)) as container:  # the reference: every frame as plain decoding times it
+        frames = [(f.time, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+    start = probe(path).video.start
+    assert frames[0][0] == pytest.approx(start)
+    for offset in (0.0, 0.1, 0.3):
+        clip = read_clip(path, start + offset, 0.4, fps=25, audio=False)
+        assert clip.video_valid.all()
+        got = clip.video.permute(1, 2, 3, 0).numpy().astype(int)
+        want = np.stack([frames[int(offset * 25 + 1e-6) + k][1] for k in range(10)]).astype(int)
+        assert np.abs(got - want).mean() < 1.0
 
 
 # ---- a file cut off inside its data, its index intact ------------------------------------------------

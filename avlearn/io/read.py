@@ -168,12 +168,15 @@ def _output_size(info_hw: tuple[int, int], size: int | tuple[int, int] | None) -
 
 
 def _open_at(
-    path: str, kind: str, seconds: float, closing: contextlib.ExitStack, shared=None
+    path: str, kind: str, seconds: float | None, closing: contextlib.ExitStack, shared=None
 ) -> tuple[av.container.InputContainer, av.stream.Stream, bool]:
     """A container positioned at the keyframe before ``seconds`` in its first ``kind`` stream, that stream,
     and whether it could seek: a raw stream (.h264) cannot, and is then read from its start in a freshly
-    opened container. ``shared``, an open container of the file, is reused where it seeks (one open per
-    read); containers opened here close with ``closing``."""
+    opened container, as is every read with ``seconds`` None. ``shared``, an open container of the file, is
+    reused where it seeks (one open per read); containers opened here close with ``closing``."""
+    if seconds is None:
+        fresh = closing.enter_context(open_media(path))
+        return fresh, first_stream(fresh, kind), False
     container = shared if shared is not None else closing.enter_context(open_media(path))
     stream = first_stream(container, kind)
     try:
@@ -244,14 +247,15 @@ def _read_video(
         """Decodes from the keyframe before ``seek_time``; False if that keyframe lies after the window start."""
         decoded.clear()
         container, stream, seeked = opened or _open_at(path, "video", seek_time, closing, shared)
-        stream.thread_type = "AUTO"
+        if not stream.codec_context.is_open:  # settable only before the first decode (a retry reuses it)
+            stream.thread_type = "AUTO"
         latest = -math.inf
         try:
             for frame in frames_after_seek(container, stream):
                 ts = frame.pts if frame.pts is not None else frame.dts
                 t = ts * time_base if ts is not None else (latest + frame_dur if decoded else vinfo.start)
-                if seeked and not decoded and t > start + tol and seek_time > vinfo.start + tol:
-                    return False  # the seek landed past the window start (B-frames, coarse index)
+                if seeked and not decoded and t > max(start, vinfo.start) + tol:
+                    return False  # the seek landed past the window start (B-frames, coarse index, MPEG-PS)
                 latest = max(latest, t)
                 decoded.append((frame.pts, frame.dts, t, frame))
                 if latest + frame_dur <= start + tol:
@@ -275,8 +279,10 @@ def _read_video(
 
     seek_time, opened = start, first
     while not decode_from(seek_time, opened):
-        opened = None
-        seek_time = max(vinfo.start, seek_time - 2.0) if seek_time > vinfo.start else 0.0
+        if seek_time <= vinfo.start + tol:  # even a seek to the stream start lands late: read from the top
+            opened = _open_at(path, "video", None, closing)
+        else:
+            opened, seek_time = None, max(vinfo.start, seek_time - 2.0)
 
     stamps = _presentation_times([p for p, _, _, _ in decoded], [d for _, d, _, _ in decoded])
     times = np.array(
