@@ -4,9 +4,10 @@ Steps: decode the clip (frames at most 360 px on the short side, audio at the mo
 face tracks (Haar cascade a few times a second, linked and interpolated; or ``--boxes``), cut mouth crops,
 separate the soundtrack in overlapping windows of the model's length (half-window hop, Hann-weighted
 overlap-add), and write per speaker ``speaker_<k>.wav`` and ``speaker_<k>.mp4`` (a crop around the face with
-that voice), plus ``result.json``. Everything is computed before the first file is written, so a clip that
-fails (no audio, no face, too short) leaves no partial output; every file is written atomically and the
-input can never be overwritten.
+that voice), plus ``result.json``. ``--out`` is checked and locked before any work, and the results are
+written into a folder beside it and moved in together at the end (:func:`avlearn.io.staged_output`), so a
+clip that fails (no audio, no face, too short) leaves ``--out`` as it was, the folder never mixes two
+runs, and the input can never be overwritten.
 """
 
 from __future__ import annotations
