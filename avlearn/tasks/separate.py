@@ -23,14 +23,15 @@ from avlearn.data.manifest import read_manifest
 from avlearn.data.separation import MixTracks, SourceTracks, extract_tracks
 from avlearn.metrics.separation import si_sdr
 from avlearn.models import create_model
-from avlearn.tasks.fit import adamw_one_cycle, checkpoint_info
+from avlearn.tasks.fit import WindowData, adamw_one_cycle, checkpoint_info
 
 _EPS = 1e-8
 SNR_CEILING = 1e-3  # tau: the loss stops rewarding an estimate past 30 dB
 
 
-class SeparationData(L.LightningDataModule):
-    """Mixtures of source tracks from a world's manifests.
+class SeparationData(WindowData):
+    """Mixtures of source tracks from a world's manifests, drawn in the seeded per-epoch order of
+    :class:`~avlearn.tasks.fit.WindowData`, so a killed run resumed with ``--ckpt_path last`` sees the same batches.
 
     Args:
         train_manifest: JSONL manifest of training clips.
@@ -44,7 +45,8 @@ class SeparationData(L.LightningDataModule):
         batch_size: mixtures per batch.
         val_items: fixed validation mixtures.
         cache: keep extracted tracks beside each manifest.
-        seed: seed of the training draws.
+        seed: seed of the training draws and their order.
+        num_workers: DataLoader workers (mixtures are cut from memory; 0 is usually fastest).
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class SeparationData(L.LightningDataModule):
         val_items: int = 256,
         cache: bool = True,
         seed: int = 0,
+        num_workers: int = 0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -100,14 +103,6 @@ class SeparationData(L.LightningDataModule):
                 seed=12345,
                 length=h.val_items,
             )
-
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(
-            self.train_set, batch_size=self.hparams.batch_size, shuffle=True, drop_last=True
-        )
-
-    def val_dataloader(self) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(self.val_set, batch_size=self.hparams.batch_size)
 
 
 def snr_loss(estimate: torch.Tensor, reference: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
