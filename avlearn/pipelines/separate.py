@@ -8,6 +8,10 @@ that voice), plus ``result.json``. ``--out`` is checked and locked before any wo
 written into a folder beside it and moved in together at the end (:func:`avlearn.io.staged_output`), so a
 clip that fails (no audio, no face, too short) leaves ``--out`` as it was, the folder never mixes two
 runs, and the input can never be overwritten.
+
+Memory does not grow with the clip: the frames are read ``READ_CHUNK_S`` seconds at a time, three times
+(faces, keeping only their boxes; mouth crops for each batch of windows; the speaker videos, encoded as
+they come), and only the soundtrack, the voices and per-frame boxes are held whole (a few MB a minute).
 """
 
 from __future__ import annotations
