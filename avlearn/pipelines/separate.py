@@ -177,7 +177,8 @@ def separate_clip(
             first = f0 + -f0 % step  # the detection frames are 0, step, 2 step, ... of the clip
             detections += [(t, detector(frames[t - f0].numpy())) for t in range(first, f0 + len(frames), step)]
             t_detect += time.perf_counter() - t1
-    valid_s = min(info.duration, n_video / fps, float(sound.audio_valid.sum()) / sr)
+    sound_end = int(sound.audio_valid.nonzero().max()) + 1  # an end, not a count: the sound may start late
+    valid_s = min(info.duration, n_video / fps, sound_end / sr)
     n_valid = max(1, round(valid_s * fps))
     audio = sound.audio[0, : round(n_valid / fps * sr)]
     t_pass1 = time.perf_counter()
@@ -238,7 +239,8 @@ def separate_clip(
 def _frame_chunks(path: str | Path, start: int, stop: int, fps: float, size: int | None):
     """Yields ``(first frame index, (T, H, W, 3) uint8 frames)`` of frames ``start..stop`` at ``fps``, read
     ``READ_CHUNK_S`` seconds at a time; the frames end with the video (``(index, None)`` if it ends before
-    ``stop``)."""
+    ``stop``). Instants before a late-starting picture (MPEG-PS and -TS often start it half a second after
+    the file's origin) are black frames, so frame ``k`` stays at ``k / fps`` beside the sound."""
     step = max(1, round(READ_CHUNK_S * fps))
     for f0 in range(start, stop, step):
         f1 = min(stop, f0 + step)
@@ -247,10 +249,10 @@ def _frame_chunks(path: str | Path, start: int, stop: int, fps: float, size: int
         except TruncatedMediaError:
             yield f0, None
             return
-        valid = int(clip.video_valid.sum())
-        yield f0, clip.video[:, :valid].permute(1, 2, 3, 0).contiguous()  # (C, T, H, W) -> (T, H, W, C)
-        if valid < f1 - f0:
-            yield f0 + valid, None
+        end = int(clip.video_valid.nonzero().max()) + 1  # read_clip raised if none is valid
+        yield f0, clip.video[:, :end].permute(1, 2, 3, 0).contiguous()  # (C, T, H, W) -> (T, H, W, C)
+        if end < f1 - f0:
+            yield f0 + end, None
             return
 
 
