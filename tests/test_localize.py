@@ -157,8 +157,9 @@ def test_localize_bad_input(tmp_path, capsys):
     frames = torch.randint(0, 256, (3, 20, 48, 48), dtype=torch.uint8)
     write_video(tmp_path / "silent.mp4", frames, 25, torch.zeros(1, 12800), 16000)
     assert main(["localize", str(tmp_path / "silent.mp4"), "--out", str(tmp_path / "c")]) == 0
-    out = capsys.readouterr().out
-    assert "audio is silent" in out and "shorter than the model's" in out
+    err = capsys.readouterr().err.splitlines()  # one line each, on stderr, as every command's warnings
+    assert any(line.startswith("avlearn localize: warning: ") and "audio is silent" in line for line in err)
+    assert any(line.startswith("avlearn localize: warning: ") and "shorter than the model's" in line for line in err)
     peaks = json.loads((tmp_path / "c" / "peaks.json").read_text())
     assert all(f["silent"] and f["peak_x"] is None for f in peaks["frames"])
 

@@ -372,11 +372,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = localize(args.clip, args.out, args.checkpoint, size=args.size)
-    for w in caught:
-        print(f"avlearn localize: warning: {w.message}")
+    result = localize(args.clip, args.out, args.checkpoint, size=args.size)  # warnings: one line each (avlearn.cli)
     print(
         f"{result.path}: {result.frames} frames at {result.fps:g} fps localized with {result.method} "
         f"({result.silent_frames} silent) -> {result.out}/heatmap.mp4, grid.png, peaks.json"
