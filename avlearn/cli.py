@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,11 +64,43 @@ def warnings_as_lines(command: str) -> Iterator[None]:
         warnings.showwarning = previous
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``) raised as an interrupt, so a command cleans up as after Ctrl-C."""
+
+
+@contextmanager
+def interrupts_as_lines(command: str) -> Iterator[list[int]]:
+    """Ctrl-C and SIGTERM stop a command with one line and status 128 + the signal (130, 143) instead of a
+    traceback; the work in progress unwinds first (staged results are removed, ``--out`` stays as it was).
+    Yields a one-item list holding the status to return, 0 while not interrupted."""
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    status = [0]
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield status
+    except KeyboardInterrupt as err:
+        signum = signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT
+        print(f"avlearn {command}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        status[0] = 128 + signum
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in (*COMMANDS, "fit"):
-        with warnings_as_lines(argv[0]):
+    if argv and argv[0] == "fit":  # Lightning handles its own signals (graceful shutdown, checkpoints)
+        with warnings_as_lines("fit"):
             return _main(argv)
+    if argv and argv[0] in COMMANDS:
+        with warnings_as_lines(argv[0]), interrupts_as_lines(argv[0]) as interrupted:
+            return _main(argv)
+        return interrupted[0]
     return _main(argv)
 
 

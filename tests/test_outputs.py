@@ -8,8 +8,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +123,20 @@ def test_a_failed_run_changes_nothing(tmp_path, failure):
     with pytest.raises(failure):
         with staged_output(tmp_path / "x" / "y" / "D") as tmp:
             raise failure()
+    assert snapshot(tmp_path) == before
+
+
+def test_a_folder_where_a_result_goes_fails_before_any_result_moves(tmp_path):
+    """QA: with ``speaker_1.wav`` replaced by a folder, the refusal came after result.json and speaker_0.* had
+    already been replaced."""
+    out = previous_run(tmp_path / "D", {"a.txt": b"old a", "b.txt": b"old b"})
+    (out / "b.txt").unlink()
+    (out / "b.txt").mkdir()
+    before = snapshot(tmp_path)
+    with pytest.raises(OutputError, match="is a folder where a result of this run goes"):
+        with staged_output(out) as tmp:
+            (tmp / "a.txt").write_text("new a")
+            (tmp / "b.txt").write_text("new b")
     assert snapshot(tmp_path) == before
 
 
@@ -339,3 +355,34 @@ def test_a_mount_point_or_symlink_as_out_stays_what_it_is(tiny_disk, tmp_path):
     with staged_output(tmp_path / "link") as tmp:
         (tmp / "c.txt").write_text("new c")
     assert (tmp_path / "link").is_symlink() and sorted(p.name for p in real.iterdir()) == [MARKER, "c.txt"]
+
+
+def test_ctrl_c_is_one_line_and_changes_nothing(tmp_path, capsys, monkeypatch):
+    import avlearn.pipelines.separate as separate
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = previous_run(tmp_path / "D", {"speaker_0.wav": b"old"})
+    before = snapshot(tmp_path)
+    monkeypatch.setattr(separate, "separate_clip", interrupted)
+    assert main(["separate", str(SPEAKERS / "000001.mp4"), "--out", str(out)]) == 130
+    assert capsys.readouterr().err == "avlearn separate: interrupted (SIGINT)\n"
+    assert snapshot(tmp_path) == before
+
+
+def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
+    """``timeout`` and ``kill`` send SIGTERM: the run's staging folder and lock used to stay beside --out."""
+    out = tmp_path / "D"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "avlearn.cli", "separate", str(SPEAKERS / "000002.mp4"), "--out", str(out)],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith(".D.avlearn-tmp-") for p in tmp_path.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it staged"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and err.strip() == "avlearn separate: interrupted (SIGTERM)", err
+    assert list(tmp_path.iterdir()) == []  # no results, no staging folder, no lock

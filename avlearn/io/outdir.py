@@ -289,6 +289,10 @@ def _commit(tmp: Path, out: Path, inputs: Sequence[PathLike | None], command: st
     for name in sorted(previous | set(new)):  # last safety net: never replace or remove an input
         if _file_id(out / name) in ids:
             raise OverwriteInputError(out / name, "is an input of this run; choose another --out")
+    for name in new:  # a rename onto a folder fails: find out before the first result moves
+        if (out / name).is_dir() and not (out / name).is_symlink():
+            reason = "is a folder where a result of this run goes; move it or choose another --out"
+            raise OutputError(out / name, reason)
     # first the record lists both runs' files: a run killed while moving leaves nothing the next cannot clear
     moving = tmp / f"{MARKER}.moving"
     moving.write_text(json.dumps({**doc, "files": sorted(previous | set(new)), "finished": None}) + "\n")
