@@ -54,3 +54,28 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     assert not out.exists()
     assert main(["probe", str(tmp_path / "missing.mp4")]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        ({"format_version": 99}, "written in checkpoint format 99, this avlearn reads format 1"),
+        ({"model": None}, "lacks model"),
+    ],
+)
+def test_a_checkpoint_description_from_the_future_or_without_a_model_is_one_line(tmp_path, capsys, change, says):
+    """QA: a description with ``"format_version": 99`` loaded silently; one without ``model`` named no key."""
+    import shutil
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "sync_speakers"
+    shutil.copy(shipped.with_suffix(".safetensors"), tmp_path / "ck.safetensors")
+    doc = json.loads(shipped.with_suffix(".json").read_text())
+    doc.update({k: v for k, v in change.items() if v is not None})
+    for k in [k for k, v in change.items() if v is None]:
+        del doc[k]
+    (tmp_path / "ck.json").write_text(json.dumps(doc))
+    clip = Path(__file__).resolve().parents[1] / "assets" / "demo" / "speakers" / "test" / "000001.mp4"
+    assert main(["sync-offset", str(clip), "--checkpoint", str(tmp_path / "ck")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("avlearn sync-offset: error: ") and says in err, err

@@ -131,8 +131,17 @@ def read_weights_info(path: str | os.PathLike) -> dict[str, Any]:
         doc = json.loads(info.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{info}: not a readable checkpoint description ({err})") from None
-    if not isinstance(doc, dict) or doc.get("format") != "avlearn-weights" or "model" not in doc:
-        raise CheckpointError(f"{info}: not an avlearn checkpoint description")
+    if not isinstance(doc, dict) or doc.get("format") != "avlearn-weights":
+        raise CheckpointError(f'{info}: not an avlearn checkpoint description (no "format": "avlearn-weights")')
+    missing = [key for key in ("model",) if key not in doc]
+    if missing:
+        raise CheckpointError(f"{info}: the checkpoint description lacks {', '.join(missing)}; export it again")
+    version = doc.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{info}: written in checkpoint format {version!r}, this avlearn reads format {FORMAT_VERSION} "
+            "and older; upgrade avlearn"
+        )
     return doc
 
 
