@@ -7,6 +7,7 @@ import contextlib
 import csv
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -145,6 +146,103 @@ def test_resuming_for_more_epochs_than_the_schedule_is_refused(world, straight, 
         f"resume with --trainer.max_epochs {EPOCHS}, or start a new run (without --ckpt_path) to train longer"
     )
     assert not any(tmp_path.iterdir()) and ckpt.stat().st_mtime_ns == before
+
+
+def _copy_run(straight: Path, tmp: Path) -> Path:
+    """A copy of the finished ``straight`` run as ``<tmp>/run/lightning_logs/version_0``; returns the logs folder."""
+    logs = tmp / "run" / "lightning_logs"
+    shutil.copytree(straight, logs / "version_0")
+    return logs
+
+
+def _damage(ckpt: Path, how: str, newer_than: Path | None = None) -> None:
+    data = ckpt.read_bytes()
+    if how == "cut short":  # a copy or a full disk that stopped halfway
+        ckpt.write_bytes(data[: len(data) // 2])
+    elif how == "overwritten":
+        ckpt.write_bytes(bytes(range(256)) * 64)
+    else:  # a whole zip whose pickled part is garbage
+        at = data.index(b"data.pkl") + 60
+        ckpt.write_bytes(data[:at] + b"A" * 140 + data[at + 140 :])
+    if newer_than is not None:
+        stamp = newer_than.stat().st_mtime_ns + 10**9
+        os.utime(ckpt, ns=(stamp, stamp))
+
+
+FINISHED = (
+    "already finished (epoch {e} of {e}); nothing to resume: start a new run without --ckpt_path, "
+    "or raise max_epochs in a new run"
+)
+DAMAGED = {  # how -> the reason given for an explicit --ckpt_path
+    "cut short": "damaged: cut short (a write or copy that did not finish)",
+    "overwritten": "not a Lightning training checkpoint (not a whole file written by torch.save)",
+    "garbage inside": "damaged: its contents cannot be read",
+}
+
+
+@pytest.mark.parametrize("ckpt_path", ["last", "explicit"])
+def test_resuming_a_finished_run_says_so_in_one_line_and_writes_nothing(world, straight, tmp_path, ckpt_path):
+    """Lightning would "resume", train nothing and leave a new version_N with only config.yaml and hparams.yaml."""
+    logs = _copy_run(straight[0], tmp_path)
+    ckpt = logs / "version_0" / "checkpoints" / "last.ckpt"
+    (logs / "version_1").mkdir()  # what a fit killed while starting leaves: no checkpoint, so never picked
+    (logs / "version_1" / "config.yaml").write_text("{}\n")
+    code, err = _fit(*_args(world, tmp_path / "run", "--ckpt_path", "last" if ckpt_path == "last" else str(ckpt)))
+    assert code == 0
+    assert err == f"avlearn fit: the run in {logs / 'version_0'} {FINISHED.format(e=EPOCHS)}\n"
+    assert sorted(p.name for p in logs.iterdir()) == ["version_0", "version_1"]
+    assert [p.name for p in (logs / "version_1").iterdir()] == ["config.yaml"]
+
+
+@pytest.mark.parametrize("how", list(DAMAGED))
+def test_ckpt_path_last_skips_a_damaged_newest_checkpoint_for_the_next_intact_one(world, straight, tmp_path, how):
+    """The older intact checkpoint is taken (here it is finished, so nothing is trained: the choice is what counts)."""
+    logs = _copy_run(straight[0], tmp_path)
+    intact = logs / "version_0" / "checkpoints" / "last.ckpt"
+    damaged = logs / "version_1" / "checkpoints" / "last.ckpt"
+    damaged.parent.mkdir(parents=True)
+    shutil.copyfile(intact, damaged)
+    _damage(damaged, how, newer_than=intact)
+    code, err = _fit(*_args(world, tmp_path / "run", "--ckpt_path", "last"))
+    assert code == 0, err
+    warning, finished = err.splitlines()
+    taking = f"skipped, taking {intact}, the newest intact last.ckpt"
+    assert warning == f"avlearn fit: warning: {damaged}: {DAMAGED[how]}; {taking}"
+    assert finished == f"avlearn fit: the run in {logs / 'version_0'} {FINISHED.format(e=EPOCHS)}"
+    assert sorted(p.name for p in logs.iterdir()) == ["version_0", "version_1"]
+
+
+def test_ckpt_path_last_with_no_intact_checkpoint_is_one_error_line(world, straight, tmp_path):
+    logs = _copy_run(straight[0], tmp_path)
+    older = logs / "version_0" / "checkpoints" / "last.ckpt"
+    newest = logs / "version_1" / "checkpoints" / "last.ckpt"
+    newest.parent.mkdir(parents=True)
+    shutil.copyfile(older, newest)
+    _damage(older, "overwritten")
+    _damage(newest, "cut short", newer_than=older)
+    code, err = _fit(*_args(world, tmp_path / "run", "--ckpt_path", "last"))
+    assert code == 1
+    assert err == (
+        f"avlearn fit: error: {newest}: damaged: cut short (a write or copy that did not finish) (and 1 older ones); "
+        "no intact last.ckpt is left to resume: start a new run without --ckpt_path\n"
+    )
+    assert sorted(p.name for p in logs.iterdir()) == ["version_0", "version_1"]
+
+
+@pytest.mark.parametrize("how", list(DAMAGED))
+def test_an_explicit_damaged_checkpoint_is_not_told_to_pass_what_was_passed(world, straight, tmp_path, how):
+    logs = _copy_run(straight[0], tmp_path)
+    ckpt = logs / "version_0" / "checkpoints" / "last.ckpt"
+    _damage(ckpt, how)
+    code, err = _fit(*_args(world, tmp_path / "run", "--ckpt_path", str(ckpt)))
+    assert code == 1 and err.count("\n") == 1 and err.startswith(f"avlearn fit: error: {ckpt}: "), err
+    reason, todo = err.removeprefix(f"avlearn fit: error: {ckpt}: ").rstrip("\n").split("; ", 1)
+    assert reason == DAMAGED[how]
+    assert todo == (
+        "pass an intact last.ckpt of an avlearn fit run (each version_N/checkpoints holds one), "
+        "or --ckpt_path last to take the newest intact one"
+    )
+    assert sorted(p.name for p in logs.iterdir()) == ["version_0"]
 
 
 def _bad_inputs(world: Path, tmp: Path) -> dict[str, tuple[list[str], str, str]]:

@@ -8,11 +8,13 @@
   a kill in the middle of a write leaves the previous ``last.ckpt`` whole. (Lightning's own IO writes into
   the system temp folder and *moves* the file, which is a copy, not a rename, when that folder is on
   another file system.)
-* :func:`find_last_checkpoint` looks for the newest ``last.ckpt`` in every ``version_N`` folder of the
-  run's logger, so a resumed run (which logs into a new ``version_N``) finds its predecessor's.
+* :func:`newest_intact_checkpoint` looks for the newest ``last.ckpt`` in every ``version_N`` folder of the
+  run's logger, so a resumed run (which logs into a new ``version_N``) finds its predecessor's; a damaged
+  newer one is skipped with a warning for the next intact one.
 * :func:`check_checkpoint` and :func:`check_schedule` turn what would be tracebacks deep in Lightning (a
   missing file, a pickle that is no training checkpoint, a longer run than the learning-rate schedule was
-  built for) into one line before anything is written.
+  built for) into one line before anything is written; :func:`check_unfinished` says, instead of training
+  nothing into a new empty ``version_N``, that the run to resume already finished.
 
 Mid-epoch checkpoints resume exactly because the training loaders are :class:`avlearn.tasks.fit.ResumableLoader`
 (their position is saved in the checkpoint) and draw their samples from (seed, epoch, index).
@@ -23,6 +25,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -154,44 +157,127 @@ def logged_runs_folder(trainer: L.Trainer) -> Path:
     return Path(trainer.default_root_dir)
 
 
-def find_last_checkpoint(trainer: L.Trainer) -> Path | None:
-    """The newest (by modification time) ``last*.ckpt`` of any earlier run of this recipe, or None.
+def find_last_checkpoints(trainer: L.Trainer) -> list[Path]:
+    """Every ``last*.ckpt`` of earlier runs of this recipe, newest (by modification time) first.
 
     Looks in ``<runs folder>/*/checkpoints``, ``<runs folder>/checkpoints`` and the ``dirpath`` of every
-    checkpoint callback given one.
+    checkpoint callback given one. A ``version_N`` without a checkpoint (a run killed while starting, or one
+    refused before training) holds none, so it is never picked.
     """
     root = logged_runs_folder(trainer)
     folders = [*root.glob("*/checkpoints"), root / "checkpoints"]
     folders += [Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
-    found = [p for folder in folders if folder.is_dir() for p in folder.glob("last*.ckpt") if p.is_file()]
-    return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
+    found = {p.resolve(): p for folder in folders if folder.is_dir() for p in folder.glob("last*.ckpt") if p.is_file()}
+    return sorted(found.values(), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+
+
+def find_last_checkpoint(trainer: L.Trainer) -> Path | None:
+    """The newest ``last*.ckpt`` of any earlier run of this recipe (see :func:`find_last_checkpoints`), or None."""
+    return next(iter(find_last_checkpoints(trainer)), None)
+
+
+class BadCheckpoint(FitError):
+    """A checkpoint that cannot be resumed. ``reason`` says why without advice, so that ``--ckpt_path last``
+    can skip the file with a warning instead of giving the advice meant for an explicit path."""
+
+    def __init__(self, path: Path, reason: str, todo: str):
+        super().__init__(f"{path}: {reason}; {todo}")
+        self.path, self.reason = path, reason
 
 
 def check_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Loads a training checkpoint without running any code from it (``weights_only``), or raises FitError.
+    """Loads a training checkpoint without running any code from it (``weights_only``), or raises
+    :class:`BadCheckpoint`.
 
     Returns:
         The checkpoint, memory-mapped (cheap: only what is read is loaded).
     """
     path = Path(path)
     todo = "pass the checkpoints/last.ckpt of an avlearn fit run, or --ckpt_path last to find the newest one"
+    # the user passed a file, maybe a run's last.ckpt that is damaged: the advice must not be what they did
+    intact = (
+        "pass an intact last.ckpt of an avlearn fit run (each version_N/checkpoints holds one), "
+        "or --ckpt_path last to take the newest intact one"
+    )
     if not path.is_file():
-        reason = "is a folder, not a checkpoint" if path.is_dir() else "no such checkpoint"
-        raise FitError(f"{path}: {reason}; {todo}")
+        raise BadCheckpoint(path, "is a folder, not a checkpoint" if path.is_dir() else "no such checkpoint", todo)
     if not zipfile.is_zipfile(path):  # what torch.save writes (a bare pickle, text, ... is not)
-        raise FitError(f"{path}: not a Lightning training checkpoint (not a whole file written by torch.save); {todo}")
+        with open(path, "rb") as f:
+            cut = f.read(4) == b"PK\x03\x04"  # a zip whose end (the central directory) is missing
+        if cut:
+            raise BadCheckpoint(path, "damaged: cut short (a write or copy that did not finish)", intact)
+        reason = "not a Lightning training checkpoint (not a whole file written by torch.save)"
+        raise BadCheckpoint(path, reason, intact)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except pickle.UnpicklingError:  # weights_only refused a class: loading it could run code
-        raise FitError(
-            f"{path}: holds objects other than tensors and plain data, so it is not loaded; {todo}"
-        ) from None
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" in str(err):  # weights_only refused a class: loading it could run code
+            reason = "holds objects other than tensors and plain data, so it is not loaded"
+            raise BadCheckpoint(path, reason, intact) from None
+        raise BadCheckpoint(path, "damaged: its contents cannot be read", intact) from None
     except Exception as err:  # noqa: BLE001 - whatever torch says, the file is unusable: one line
-        raise FitError(f"{path}: damaged or not a checkpoint ({type(err).__name__}); {todo}") from None
+        raise BadCheckpoint(path, f"damaged: its contents cannot be read ({type(err).__name__})", intact) from None
     missing = [k for k in _TRAINING_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
-        raise FitError(f"{path}: not a Lightning training checkpoint (no {', '.join(missing)}); {todo}")
+        raise BadCheckpoint(path, f"not a Lightning training checkpoint (no {', '.join(missing)})", intact)
     return ckpt
+
+
+def newest_intact_checkpoint(trainer: L.Trainer, warn: Callable[[str], None]) -> tuple[Path, dict] | None:
+    """What ``--ckpt_path last`` resumes: the newest ``last.ckpt`` of an earlier run that can be read.
+
+    A damaged newer one (cut short by a full disk or a copy, overwritten) is skipped with one warning line
+    naming it and the one resumed instead: losing the steps since the older checkpoint beats losing the run.
+
+    Returns:
+        (path, checkpoint), or None when no earlier run left a checkpoint.
+
+    Raises:
+        FitError: there are checkpoints, but none can be read.
+    """
+    skipped: list[BadCheckpoint] = []
+    for path in find_last_checkpoints(trainer):
+        try:
+            ckpt = check_checkpoint(path)
+        except BadCheckpoint as bad:
+            skipped.append(bad)
+            continue
+        for bad in skipped:
+            warn(f"{bad.path}: {bad.reason}; skipped, taking {path}, the newest intact last.ckpt")
+        return path, ckpt
+    if not skipped:
+        return None
+    first = skipped[0]
+    others = f" (and {len(skipped) - 1} older ones)" if len(skipped) > 1 else ""
+    raise FitError(
+        f"{first.path}: {first.reason}{others}; no intact last.ckpt is left to resume: "
+        "start a new run without --ckpt_path"
+    )
+
+
+class NothingToResume(Exception):
+    """``--ckpt_path`` names a run that already reached its ``max_epochs``/``max_steps``: not an error (rerunning a
+    finished job is), but no training either, and no new ``version_N`` folder."""
+
+
+def check_unfinished(path: str | os.PathLike, ckpt: dict[str, Any], max_epochs: int | None, max_steps: int) -> None:
+    """Raises :class:`NothingToResume` when resuming ``ckpt`` with these limits would train nothing (Lightning's
+    own test: its fit loop stops at once, after writing a new, empty ``version_N``)."""
+    loop = (ckpt.get("loops") or {}).get("fit_loop") or {}
+    epochs = ((loop.get("epoch_progress") or {}).get("current") or {}).get("processed", 0)  # as Lightning counts
+    step = ckpt.get("global_step", 0)
+    if max_steps not in (None, -1) and step >= max_steps:
+        done, limit = f"step {step} of {max_steps}", "max_steps"
+    elif max_epochs not in (None, -1) and epochs >= max_epochs:
+        done, limit = f"epoch {epochs} of {max_epochs}", "max_epochs"
+    else:
+        return
+    path = Path(path)
+    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    raise NothingToResume(
+        f"the run in {run} already finished ({done}); nothing to resume: start a new run without --ckpt_path, "
+        f"or raise {limit} in a new run"
+    )
 
 
 def check_schedule(path: str | os.PathLike, ckpt: dict[str, Any], max_epochs: int | None, max_steps: int) -> None:

@@ -3,11 +3,12 @@
 LightningCLI parses the recipe (one YAML file naming the task, the data module and the trainer), saves the
 resolved config beside the logs, and runs ``Trainer.fit``. Before anything is written, :func:`fit_main`
 checks what a user can get wrong (manifests, ``--ckpt_path``, a resumed run longer than its schedule) and
-reports it as one line, exit status 1. ``--ckpt_path last`` resumes the newest ``last.ckpt`` of any earlier
-run of the recipe (see :mod:`avlearn.tasks.checkpoints`: it is written at each epoch end and every few
-minutes); the resumed run logs into a new ``version_N`` folder whose ``config.yaml`` names the checkpoint
-it continued (``ckpt_path``), and whose ``metrics.csv`` starts at the saved step. :class:`ExportWeights`
-writes the model as safetensors + JSON (``weights/best`` and ``weights/last``) after each validation: those
+reports it as one line, exit status 1. ``--ckpt_path last`` resumes the newest intact ``last.ckpt`` of any
+earlier run of the recipe (see :mod:`avlearn.tasks.checkpoints`: it is written at each epoch end and every
+few minutes), or says in one line (exit 0, nothing written) that the run already finished. The resumed run
+logs into a new ``version_N`` folder whose ``config.yaml`` names the checkpoint it continued
+(``ckpt_path``), and whose ``metrics.csv`` starts at the saved step. :class:`ExportWeights` writes the
+model as safetensors + JSON (``weights/best`` and ``weights/last``) after each validation: those
 files are what inference loads, with no pickle involved.
 """
 
@@ -32,10 +33,12 @@ from avlearn.tasks.checkpoints import (
     AtomicCheckpointIO,
     FitError,
     LastCheckpoint,
+    NothingToResume,
     check_checkpoint,
     check_schedule,
-    find_last_checkpoint,
+    check_unfinished,
     logged_runs_folder,
+    newest_intact_checkpoint,
 )
 
 __all__ = [
@@ -253,17 +256,20 @@ def _cli_class():
             trainer = self.trainer
             ckpt_path = self.config.fit.get("ckpt_path")
             say = print if trainer.is_global_zero else (lambda *a, **k: None)
+            ckpt = None
             if ckpt_path == "last":
-                found = find_last_checkpoint(trainer)
+                warn = lambda line: say(f"avlearn fit: warning: {line}", file=sys.stderr)  # noqa: E731
+                found = newest_intact_checkpoint(trainer, warn)  # a damaged newer one: skipped, with a warning
                 if found is None:
                     say(
                         f"avlearn fit: warning: {logged_runs_folder(trainer)}: no last.ckpt of an earlier run "
                         "to resume; starting from scratch",
                         file=sys.stderr,
                     )
-                ckpt_path = None if found is None else str(found)
+                ckpt_path, ckpt = (None, None) if found is None else (str(found[0]), found[1])
             if ckpt_path and ckpt_path not in ("best", "hpc", "registry"):
-                ckpt = check_checkpoint(ckpt_path)
+                ckpt = ckpt if ckpt is not None else check_checkpoint(ckpt_path)
+                check_unfinished(ckpt_path, ckpt, trainer.max_epochs, trainer.max_steps)  # before anything is written
                 check_schedule(ckpt_path, ckpt, trainer.max_epochs, trainer.max_steps)
                 say(
                     f"avlearn fit: resuming {ckpt_path} (epoch {ckpt['epoch']}, step {ckpt['global_step']})",
@@ -296,6 +302,8 @@ def fit_main(argv: list[str]) -> int:
     except (FitError, ManifestError, MediaError, CheckpointError) as err:
         print(f"avlearn fit: error: {err}", file=sys.stderr)
         return 1
+    except NothingToResume as done:  # exit 0: rerunning a finished job (a requeued batch job) is no error
+        print(f"avlearn fit: {done}", file=sys.stderr)
     return 0
 
 
