@@ -32,6 +32,7 @@ CONTAINERS = {
     "mov_h264_aac": ("mov", "mov", "libx264", "aac", 44100, {"preset": "ultrafast", "crf": "12", "bf": "2"}),
     "avi_mpeg4_mp3": ("avi", "avi", "mpeg4", "libmp3lame", 44100, {"qscale": "2"}),
     "mpegps_mpeg2_mp2": ("mpeg", "mpg", "mpeg2video", "mp2", 44100, {"qscale": "2"}),
+    "mpegts_h264_aac": ("mpegts", "ts", "libx264", "aac", 44100, {"preset": "ultrafast", "crf": "12", "bf": "2"}),
     "raw_h264": ("h264", "h264", "libx264", None, 0, {"preset": "ultrafast", "crf": "12", "bf": "2"}),
     "raw_aac": ("adts", "aac", None, "aac", 44100, {}),
     "raw_mp3": ("mp3", "mp3", None, "libmp3lame", 44100, {}),
@@ -48,7 +49,14 @@ def _available(*codecs: str | None) -> bool:
 
 
 def write_av(
-    path: Path, muxer: str, vcodec: str | None, acodec: str | None, rate: int, options: dict, mux_options=None
+    path: Path,
+    muxer: str,
+    vcodec: str | None,
+    acodec: str | None,
+    rate: int,
+    options: dict,
+    mux_options=None,
+    gop: int = 12,
 ) -> Path:
     """Coded frames at 25 fps (with ``vcodec``) and clicks (with ``acodec``) muxed by ``muxer``."""
     with av.open(str(path), "w", format=muxer, options=mux_options or {}) as out:
@@ -56,7 +64,7 @@ def write_av(
         if vcodec:
             vs = out.add_stream(vcodec, rate=FPS)
             vs.width, vs.height, vs.pix_fmt = 96, 32, "yuv420p"
-            vs.options = {**options, "g": "12"}
+            vs.options = {**options, "g": str(gop)}
         if acodec:
             as_ = out.add_stream(acodec, rate=rate)
             as_.layout = "mono"
@@ -83,10 +91,12 @@ def write_av(
 def shown_by_ffmpeg(path: Path, times: np.ndarray) -> np.ndarray:
     """The frame index on screen at each of ``times`` as plain PyAV decoding times the frames: the
     reference for files whose muxer moved timestamps (FFmpeg's AVI and MPEG-PS muxers leave a gap of a
-    frame, which every FFmpeg-based player shows the same way). Raw streams have no times: frames count."""
+    frame, which every FFmpeg-based player shows the same way). Raw streams have no times: frames count.
+    Times are file time, counted from the file's origin (an MPEG-TS's first timestamp) as FFmpeg's -ss counts."""
+    origin = probe(path).origin
     with av.open(str(path)) as container:
         frames = list(container.decode(video=0))
-    stamps = np.array([f.time if f.time is not None else k / FPS for k, f in enumerate(frames)])
+    stamps = np.array([f.time - origin if f.time is not None else k / FPS for k, f in enumerate(frames)])
     codes = decode_frames(np.stack([f.to_ndarray(format="rgb24") for f in frames]).transpose(3, 0, 1, 2))
     return codes[np.clip(np.searchsorted(stamps, times + 1e-4, side="right") - 1, 0, None)]
 
@@ -98,7 +108,7 @@ def heard_by_ffmpeg(path: Path, rate: int) -> np.ndarray:
     with av.open(str(path)) as container:
         frames = list(container.decode(audio=0))
     chunks = [out.to_ndarray() for f in [*frames, None] for out in resampler.resample(f)]
-    return click_onsets(np.concatenate(chunks, axis=1), rate) + frames[0].time
+    return click_onsets(np.concatenate(chunks, axis=1), rate) + frames[0].time - probe(path).origin
 
 
 @pytest.fixture(scope="module", params=sorted(CONTAINERS))
@@ -243,6 +253,57 @@ def test_mpeg1_program_stream_reads_from_its_first_frame(tmp_path):
         got = clip.video.permute(1, 2, 3, 0).numpy().astype(int)
         want = np.stack([frames[int(offset * 25 + 1e-6) + k][1] for k in range(10)]).astype(int)
         assert np.abs(got - want).mean() < 1.0
+
+
+# ---- MPEG-TS: a running clock with no zero, and no index to seek by -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def transport_stream(tmp_path_factory) -> Path:
+    """Coded frames and clicks in MPEG-TS at the ffmpeg program's default muxing offset (its -muxdelay 0.7
+    s starts the clock near 1.4 s; PyAV's own default starts it near 0.06 s, as CONTAINERS tests)."""
+    muxer, suffix, vcodec, acodec, rate, options = CONTAINERS["mpegts_h264_aac"]
+    if not _available(vcodec, acodec):
+        pytest.skip("no h264/aac encoder in this PyAV build")
+    path = tmp_path_factory.mktemp("ts") / f"clip.{suffix}"
+    write_av(path, muxer, vcodec, acodec, rate, options, {"max_delay": "700000"}, gop=250)  # ffmpeg's default: one keyframe in 4 s
+    with av.open(str(path)) as container:
+        assert container.start_time / av.time_base > 1.0  # the muxing offset the old reader took for content
+    return path
+
+
+def test_mpegts_time_counts_from_its_first_picture(transport_stream):
+    """The 1.4 s offset was taken for 1.4 s of nothing: probe said 5.4 s, and separate wrote leading silence.
+    Now file time 0 is the first picture, and the AAC priming before it is dropped as an mp4 drops it."""
+    info = probe(transport_stream)
+    assert info.origin > 1.0 and not info.truncated
+    assert info.duration == pytest.approx(4.0, abs=0.05)  # the length, not the end time
+    assert info.video.start == 0.0 and info.audio.start == 0.0
+    wav, _ = read_audio(transport_stream, sample_rate=8000)
+    assert wav.shape[1] / 8000 == pytest.approx(4.0, abs=0.05)
+    np.testing.assert_allclose(click_onsets(wav, 8000), CLICKS, atol=2e-3)  # each click at its frame's time
+
+
+def test_mpegts_every_window_reads_its_frames_and_clicks(transport_stream):
+    """A seek without an index lands between keyframes: windows at 1.5 s, 2 s, 4 s decoded nothing, and a
+    whole read returned 63 of 100 frames. Every frame must come out, wherever the window lies."""
+    info = probe(transport_stream)
+    v0 = info.video.start
+    clicks = heard_by_ffmpeg(transport_stream, 8000)
+    for offset in (0.0, 0.52, 1.48, 2.0, 2.72, 3.52):  # whole frame intervals after the first frame
+        start = v0 + offset
+        length = min(0.5, v0 + 4.0 - start)
+        clip = read_clip(transport_stream, start, length, fps=FPS, sample_rate=8000)
+        assert clip.video_valid.all() and clip.audio_valid.all(), offset
+        first = round(offset * FPS)
+        np.testing.assert_array_equal(decode_frames(clip.video), np.arange(first, first + clip.video.shape[1]))
+        inside = clicks[(clicks >= start) & (clicks < start + length - 0.01)]
+        np.testing.assert_allclose(click_onsets(clip.audio, 8000)[: len(inside)] + start, inside, atol=2e-3)
+    whole = read_clip(transport_stream, 0.0, info.duration, fps=FPS, sample_rate=8000)
+    np.testing.assert_array_equal(np.unique(decode_frames(whole.video[:, whole.video_valid])), np.arange(FRAMES))
+    assert whole.video_valid.sum() == FRAMES and whole.audio_valid.all()
+    np.testing.assert_array_equal(decode_frames(whole.video), np.arange(FRAMES))  # frame k at k / 25 s, as mp4
+    np.testing.assert_allclose(click_onsets(whole.audio, 8000), CLICKS, atol=2e-3)
 
 
 # ---- a file cut off inside its data, its index intact ------------------------------------------------

@@ -4,6 +4,11 @@ Durations are those a reader can actually decode: a container that states none p
 WebM, raw H.264/AAC) is measured from its last packets, and one whose packets stop well before the
 duration it announces (a file cut off with its index intact) is reported as truncated, with the
 readable duration.
+
+Times are file time: seconds from the container's origin, which is 0 in every container except MPEG-TS.
+A transport stream carries a running 90 kHz clock with no meaningful zero (FFmpeg's muxer starts it at
+1.4 s, a broadcast anywhere in its 26.5-hour cycle), so its origin is its first picture (see
+``time_origin``); ``MediaInfo.origin`` says where that lies on the stream clock.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ _VFR_PACKETS = 600
 _TAIL_SECONDS = 3.0
 # A stream whose packets stop more than this before the announced end is cut off.
 _TRUNCATION_TOLERANCE = 0.25
+# Containers whose timestamps count from an arbitrary clock value: their origin is their first timestamp.
+_CLOCK_FORMATS = {"mpegts"}
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,8 @@ class MediaInfo:
 
     ``duration`` is the file time where the last readable stream ends. ``truncated`` says the packets stop
     well before the duration the file announces (``announced_duration``): the file was cut off, and only
-    ``duration`` seconds of it can be read.
+    ``duration`` seconds of it can be read. ``origin`` is the stream-clock time (seconds) of file time 0:
+    readers add it to seek and subtract it from every timestamp (nonzero only for MPEG-TS).
     """
 
     path: str
@@ -80,6 +88,7 @@ class MediaInfo:
     audio: AudioInfo | None
     truncated: bool = False
     announced_duration: float | None = None
+    origin: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,6 +145,23 @@ def first_stream(container: av.container.InputContainer, kind: str) -> av.stream
         if not (kind == "video" and stream.disposition & av.stream.Disposition.attached_pic):
             return stream
     return None
+
+
+def time_origin(container: av.container.InputContainer) -> float:
+    """Seconds on the stream clock that are file time 0: in an MPEG-TS its first picture, else 0.
+
+    Sound that a transport stream holds before its first picture is the audio encoder's priming (1024
+    AAC samples: 64 ms at 16 kHz), which an mp4 hides with an edit list and a TS cannot mark: counting
+    from the first picture drops it, so a TS reads exactly as the mp4 it was made from (frame ``k`` at
+    ``k / fps``, the sound in step). A TS without pictures counts from its first sound. The streams' own
+    (90 kHz) start times are used, not the container's rounded microseconds."""
+    if container.format.name not in _CLOCK_FORMATS:
+        return 0.0
+    video, audio = first_stream(container, "video"), first_stream(container, "audio")
+    for stream in (video, audio):
+        if stream is not None and stream.start_time is not None:
+            return float(stream.start_time * stream.time_base)
+    return container.start_time / av.time_base if container.start_time is not None else 0.0
 
 
 def _seconds(value: int | None, time_base) -> float | None:
@@ -245,6 +271,7 @@ def _probe(path: str, size: int, mtime_ns: int) -> MediaInfo:
         vs, as_ = first_stream(container, "video"), first_stream(container, "audio")
         streams = [s for s in (vs, as_) if s is not None]
         fmt = container.format.name
+        origin = time_origin(container)
         announced = {s.index: _seconds(s.duration, s.time_base) for s in streams}
         starts = {s.index: _seconds(s.start_time, s.time_base) or 0.0 for s in streams}
         file_end = (
@@ -270,8 +297,9 @@ def _probe(path: str, size: int, mtime_ns: int) -> MediaInfo:
             if stated and (measured is None or measured < stated - _TRUNCATION_TOLERANCE):
                 truncated = True
                 durations[s.index] = measured if measured is not None else 0.0
-            elif s.type == "video" and stated and measured:
-                # Some containers estimate the stated duration (MPEG-PS); a video packet's end is exact.
+            elif (s.type == "video" or fmt in _CLOCK_FORMATS) and stated and measured:
+                # Some containers estimate the stated duration (MPEG-PS, MPEG-TS: from a bit rate, off by a
+                # quarter second); a video packet's end is exact, and so is every packet's in MPEG-TS.
                 durations[s.index] = max(stated, measured)
             else:
                 durations[s.index] = stated or measured
@@ -297,25 +325,27 @@ def _probe(path: str, size: int, mtime_ns: int) -> MediaInfo:
                 variable_fps=variable,
                 rotation=_rotation(container, vs),
                 num_frames=vs.frames or None,
-                start=starts[vs.index],
+                start=starts[vs.index] - origin,
                 duration=durations[vs.index],
             )
         if as_ is not None:
+            early = max(0.0, origin - starts[as_.index])  # priming before the first picture (MPEG-TS)
             audio = AudioInfo(
                 codec=as_.codec_context.name,
                 sample_rate=as_.codec_context.sample_rate,
                 channels=as_.codec_context.channels,
-                start=starts[as_.index],
-                duration=durations[as_.index],
+                start=starts[as_.index] + early - origin,
+                duration=durations[as_.index] - early if durations[as_.index] else durations[as_.index],
             )
     readable = [starts[i] + d for i, d in durations.items() if d]
     total = max(readable) if readable else (0.0 if truncated else announced_end or 0.0)
     return MediaInfo(
         path=str(path),
         format=fmt,
-        duration=float(total),
+        duration=max(0.0, float(total) - origin),
         video=video,
         audio=audio,
         truncated=truncated,
-        announced_duration=float(announced_end) if truncated and announced_end else None,
+        announced_duration=float(announced_end) - origin if truncated and announced_end else None,
+        origin=origin,
     )

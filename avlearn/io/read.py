@@ -29,7 +29,7 @@ from avlearn.io.errors import (
     TruncatedMediaError,
     TruncatedMediaWarning,
 )
-from avlearn.io.probe import MediaInfo, first_stream, open_media, probe
+from avlearn.io.probe import MediaInfo, first_stream, open_media, probe, time_origin
 from avlearn.io.write import reading
 
 # Timestamps closer than this are the same instant (container time bases round to ~1e-5 s).
@@ -168,9 +168,10 @@ def _output_size(info_hw: tuple[int, int], size: int | tuple[int, int] | None) -
 
 
 def _open_at(
-    path: str, kind: str, seconds: float | None, closing: contextlib.ExitStack, shared=None
+    path: str, kind: str, seconds: float | None, closing: contextlib.ExitStack, shared=None, origin: float = 0.0
 ) -> tuple[av.container.InputContainer, av.stream.Stream, bool]:
-    """A container positioned at the keyframe before ``seconds`` in its first ``kind`` stream, that stream,
+    """A container positioned at the keyframe before file time ``seconds`` (``origin`` on the stream clock
+    is file time 0) in its first ``kind`` stream, that stream,
     and whether it could seek: a raw stream (.h264) cannot, and is then read from its start in a freshly
     opened container, as is every read with ``seconds`` None. ``shared``, an open container of the file, is
     reused where it seeks (one open per read); containers opened here close with ``closing``."""
@@ -180,7 +181,9 @@ def _open_at(
     container = shared if shared is not None else closing.enter_context(open_media(path))
     stream = first_stream(container, kind)
     try:
-        container.seek(max(0, int(seconds / float(stream.time_base))), stream=stream, backward=True, any_frame=False)
+        container.seek(
+            max(0, int((seconds + origin) / float(stream.time_base))), stream=stream, backward=True, any_frame=False
+        )
         return container, stream, True
     except av.FFmpegError:
         fresh = closing.enter_context(open_media(path))
@@ -204,8 +207,8 @@ def _read_video(
     frames are converted. ``explain_stop`` False leaves a decoding error unreported (the caller has
     already said the file is cut off).
     """
-    vinfo = info.video
-    first = _open_at(path, "video", start, closing, shared)
+    vinfo, shift = info.video, info.origin
+    first = _open_at(path, "video", start, closing, shared, shift)
     time_base = float(first[1].time_base)
     # Timestamps are rounded to the container's time base (1 ms in webm/mkv): treat as one instant
     # whatever lies within one tick, or 30 fps read at 30 fps would duplicate and drop frames. Coarser
@@ -232,28 +235,44 @@ def _read_video(
     # (pts, dts, time, frame) in display order; time counts frames where the stream has no timestamps
     decoded: list[tuple[int | None, int | None, float, av.VideoFrame]] = []
 
-    def frames_after_seek(container, stream):
+    def frames_after_seek(container, stream, seeked):
+        # A seek without an index (MPEG-TS) lands on any packet: the ones before the next keyframe cannot
+        # be decoded, and are not fed to the decoder (which would show nothing, or garbage, until it).
+        # Without a keyframe before the window ends the seek landed too late: None says so.
+        keyed = not seeked
         # Between the keyframe and the window, frames nothing refers to (most B-frames) are never shown:
         # the decoder skips them, which saves up to half the work of a long GOP.
         ctx, skipping = stream.codec_context, None
         for packet in container.demux(stream):
             ts = packet.pts if packet.pts is not None else packet.dts
-            skip = ts is not None and ts * time_base < start - _SKIP_MARGIN
+            if not keyed:
+                if packet.is_keyframe:
+                    keyed = True
+                elif not packet.size or (ts is not None and ts * time_base - shift >= end):
+                    yield None
+                    return
+                else:
+                    continue
+            skip = ts is not None and ts * time_base - shift < start - _SKIP_MARGIN
             if skip != skipping:
                 ctx.skip_frame, skipping = ("NONREF" if skip else "DEFAULT"), skip
             yield from packet.decode()
+        if not keyed:
+            yield None
 
     def decode_from(seek_time: float, opened=None) -> bool:
         """Decodes from the keyframe before ``seek_time``; False if that keyframe lies after the window start."""
         decoded.clear()
-        container, stream, seeked = opened or _open_at(path, "video", seek_time, closing, shared)
+        container, stream, seeked = opened or _open_at(path, "video", seek_time, closing, shared, shift)
         if not stream.codec_context.is_open:  # settable only before the first decode (a retry reuses it)
             stream.thread_type = "AUTO"
         latest = -math.inf
         try:
-            for frame in frames_after_seek(container, stream):
+            for frame in frames_after_seek(container, stream, seeked):
+                if frame is None:
+                    return False  # no keyframe between where the seek landed and the window's end
                 ts = frame.pts if frame.pts is not None else frame.dts
-                t = ts * time_base if ts is not None else (latest + frame_dur if decoded else vinfo.start)
+                t = ts * time_base - shift if ts is not None else (latest + frame_dur if decoded else vinfo.start)
                 if seeked and not decoded and t > max(start, vinfo.start) + tol:
                     return False  # the seek landed past the window start (B-frames, coarse index, MPEG-PS)
                 latest = max(latest, t)
@@ -286,7 +305,7 @@ def _read_video(
 
     stamps = _presentation_times([p for p, _, _, _ in decoded], [d for _, d, _, _ in decoded])
     times = np.array(
-        [ts * time_base if ts is not None else t for ts, (_, _, t, _) in zip(stamps, decoded)], dtype=np.float64
+        [ts * time_base - shift if ts is not None else t for ts, (_, _, t, _) in zip(stamps, decoded)], dtype=np.float64
     )
     pictures = [frame for _, _, _, frame in decoded]
     stream_end = (vinfo.start + vinfo.duration) if vinfo.duration else (times[-1] + frame_dur if len(times) else 0)
@@ -335,8 +354,10 @@ def _decode_audio(
     mono: bool,
     explain_stop: bool = True,
     shared: av.container.InputContainer | None = None,
+    shift: float = 0.0,
 ) -> tuple[np.ndarray, float, int, bool]:
-    """Decodes and resamples the audio around ``[start, end)``, through ``shared`` where it can seek.
+    """Decodes and resamples the audio around ``[start, end)`` (file time; ``shift`` on the stream clock is
+    file time 0), through ``shared`` where it can seek.
 
     Returns:
         samples ``(channels, N)`` float32, the file time of sample 0, the sample rate, and whether the
@@ -344,7 +365,7 @@ def _decode_audio(
     """
     seek_time = max(0.0, start - _AUDIO_MARGIN)
     with contextlib.ExitStack() as closing:
-        container, stream, seeked = _open_at(path, "audio", seek_time, closing, shared)
+        container, stream, seeked = _open_at(path, "audio", seek_time, closing, shared, shift)
         out_rate = int(sample_rate or stream.codec_context.sample_rate)
         layout = "mono" if mono else stream.codec_context.layout.name
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=out_rate)
@@ -371,7 +392,7 @@ def _decode_audio(
 
         try:
             for frame in frames():
-                t = frame.time
+                t = frame.time - shift if frame.time is not None else None
                 if t is not None and t + frame.samples / frame.sample_rate < start - _AUDIO_MARGIN:
                     continue
                 if origin is None:
@@ -495,7 +516,9 @@ def read_clip(
             clip.video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (T,H,W,C) -> (C,T,H,W)
             clip.video_times, clip.video_valid, clip.fps = torch.from_numpy(times), torch.from_numpy(valid), rate
         if audio:
-            data, origin, rate, ended = _decode_audio(path, start, end, sample_rate, mono, not cut, shared)
+            data, origin, rate, ended = _decode_audio(
+                path, start, end, sample_rate, mono, not cut, shared, info.origin
+            )
             num = max(1, round(duration * rate))
             out = np.zeros((data.shape[0], num), np.float32)
             valid = np.zeros(num, bool)
@@ -542,7 +565,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None, mono: bo
         mono: downmix to one channel.
 
     Returns:
-        ``(wav, sample_rate)`` with ``wav`` ``(channels, S)`` float32 in [-1, 1], sample 0 at the stream start.
+        ``(wav, sample_rate)`` with ``wav`` ``(channels, S)`` float32 in [-1, 1], sample 0 at the stream start
+        (in an MPEG-TS, at its first picture: the priming before it is dropped, see ``probe.time_origin``).
 
     Raises:
         MediaNotFoundError, InvalidMediaError, MissingStreamError: see ``read_clip``.
@@ -554,7 +578,10 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None, mono: bo
         if first_stream(container, "audio") is None:
             raise MissingStreamError(path, _NO_AUDIO)
         try:
-            data, _, rate, _ = _decode_audio(path, 0.0, None, sample_rate, mono, shared=container)
+            data, first, rate, _ = _decode_audio(
+                path, 0.0, None, sample_rate, mono, shared=container, shift=time_origin(container)
+            )
+            data = data[:, max(0, round(-first * rate)) :]  # an MPEG-TS's priming before its first picture
         except av.FFmpegError as err:  # pragma: no cover - decode errors are turned into warnings inside
             raise InvalidMediaError(path, f"audio could not be decoded ({err.strerror})") from None
     if data.shape[1] == 0:
