@@ -54,10 +54,15 @@ def _clip(dst: Path, seconds: int) -> Path:
 
 def _peak_mb(command: str, clip: Path, out: Path) -> float:
     """Runs ``command`` on ``clip`` in a child process; its peak resident memory in MB."""
+    return _peak_mb_of(CHILD, out.parent, command, str(clip), str(out))
+
+
+def _peak_mb_of(code: str, cwd: Path, *args: str) -> float:
+    """Runs ``python -c code args`` in a child process; its peak resident memory in MB."""
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, command, str(clip), str(out)],
-        cwd=out.parent,  # not the checkout: the child imports the avlearn that python finds (PYTHONPATH, installed)
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,  # not the checkout: the child imports the avlearn that python finds (PYTHONPATH, installed)
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -93,3 +98,26 @@ def test_peak_memory_does_not_grow_with_the_clip(tmp_path):
     assert len(frames) == 16 * 25
     result = json.loads((tmp_path / "separate_16s" / "result.json").read_text())
     assert len(result["speakers"]) == 2 and all(len(s["boxes"]) == 16 * 25 for s in result["speakers"])
+
+
+LIMIT_MB = 3500  # what a 2-minute clip may take at most; the old code needed about 6 GB (separate), 16 GB (localize)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg command line tool")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss is in KB on Linux")
+def test_two_minutes_of_video_under_a_memory_limit(tmp_path):
+    """The shipped chunk sizes on minutes of video, as a user runs them (`avlearn separate|localize`)."""
+    clip = tmp_path / "two_minutes.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-stream_loop", "30", "-i", str(DEMO), "-t", "120",
+         "-vf", "scale=180:180,pad=320:180:70:0", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25",
+         "-c:a", "copy", str(clip)],
+        check=True,
+    )  # fmt: skip
+    for command in ("separate", "localize"):
+        out = tmp_path / command
+        code = f"import sys; from avlearn.cli import main; sys.exit(main(['{command}', '{clip}', '--out', '{out}']))"
+        peak = _peak_mb_of(code, out.parent)
+        assert peak < LIMIT_MB, f"{command}: peak RSS {peak:.0f} MB on 2 minutes of video"
+    assert len(json.loads((tmp_path / "localize" / "peaks.json").read_text())["frames"]) == 120 * 25
