@@ -266,7 +266,8 @@ def transport_stream(tmp_path_factory) -> Path:
     if not _available(vcodec, acodec):
         pytest.skip("no h264/aac encoder in this PyAV build")
     path = tmp_path_factory.mktemp("ts") / f"clip.{suffix}"
-    write_av(path, muxer, vcodec, acodec, rate, options, {"max_delay": "700000"}, gop=250)  # ffmpeg's default: one keyframe in 4 s
+    # -muxdelay 0.7 as the ffmpeg program sets it; its default GOP of 250: one keyframe in 4 s
+    write_av(path, muxer, vcodec, acodec, rate, options, {"max_delay": "700000"}, gop=250)
     with av.open(str(path)) as container:
         assert container.start_time / av.time_base > 1.0  # the muxing offset the old reader took for content
     return path

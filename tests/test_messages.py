@@ -11,11 +11,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from media import click_track, write_coded
+from media import click_track, decode_frames, write_coded
 from test_containers import CONTAINERS, _available, write_av
 
 from avlearn.cli import main, warnings_as_lines
-from avlearn.io import MediaNotFoundError, TruncatedMediaWarning, probe, read_audio, read_clip
+from avlearn.io import ClipRangeError, MediaNotFoundError, TruncatedMediaWarning, probe, read_audio, read_clip
 
 SYNC = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "sync_speakers"
 
@@ -65,6 +65,55 @@ def test_whole_number_arguments_of_any_type_work(clip):
     a = read_clip(clip, 0.0, 0.2, size=16.0, sample_rate=8000.0, fps=10)
     b = read_clip(clip, 0.0, 0.2, size=np.int64(16), sample_rate=np.int32(8000), fps=10)
     assert a.video.shape == b.video.shape == (3, 2, 16, 48) and a.sample_rate == b.sample_rate == 8000
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"size": 100000}, "size must be a whole number of pixels from 1 to 8192"),  # was av ArgumentError
+        ({"size": (16, 9000)}, "size must be"),
+        ({"size": True}, "size must be"),
+        ({"fps": 1e6}, "fps must be .* at most 1000"),  # was 7.7 GB of repeated frames
+        ({"fps": True}, "fps must be"),  # was taken as 1 fps
+        ({"sample_rate": 10**9}, "at most 384000"),  # was a MemoryError
+    ],
+)
+def test_arguments_that_only_allocate_are_refused(clip, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        read_clip(clip, 0.0, 0.1, **kwargs)
+    if "sample_rate" in kwargs:
+        with pytest.raises(ValueError, match=match):
+            read_audio(clip, **kwargs)
+
+
+@pytest.mark.parametrize("start, duration", [(0.0, 1e9), (0.0, 20000.0), (1.0, 1e5)])
+def test_a_window_too_large_for_memory_is_refused_before_reading(clip, start, duration):
+    """1e9 s failed allocating 186 GiB in numpy; the padding past the end counts, the file's length does not."""
+    with pytest.raises(ClipRangeError, match=r"GiB of memory .*read shorter windows") as err:
+        read_clip(clip, start, duration, video=duration < 1e5)
+    assert len(str(err.value)) < 300 and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("start, duration", [(0.0, None), (None, 1.0), ("0", 1.0), (0.0, True)])
+def test_a_window_that_is_not_numbers_is_a_clip_range_error(clip, start, duration):
+    with pytest.raises(ClipRangeError, match="must be a"):  # None was a TypeError from a comparison
+        read_clip(clip, start, duration)
+
+
+def test_a_start_far_past_the_end_is_said_briefly(clip):
+    with pytest.raises(ClipRangeError, match=r"start 1e\+300s is past the end") as err:
+        read_clip(clip, 1e300, 1.0)
+    assert len(str(err.value)) < 200  # three decimals of 1e300 printed 300 digits
+
+
+@pytest.mark.parametrize("fps", [None, 30])
+def test_windows_in_the_last_frame_interval_or_shorter_than_one_return_that_frame(clip, fps):
+    """(3.99, 2) and (0, 1e-9) said "no frame could be decoded", as if the file were damaged."""
+    last = read_clip(clip, 3.99, 2.0, fps=fps)
+    assert bool(last.video_valid[0]) and decode_frames(last.video[:, :1]).tolist() == [119]
+    assert not last.video_valid[1:].any() and last.audio_valid[: 16000 // 200].all()
+    tiny = read_clip(clip, 0.0, 1e-9, fps=fps)
+    assert tiny.video.shape[1] == 1 and bool(tiny.video_valid[0]) and decode_frames(tiny.video).tolist() == [0]
 
 
 # ---- probe: not-files, cut files, several files --------------------------------------------------------

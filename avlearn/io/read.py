@@ -45,6 +45,14 @@ _NO_VIDEO = "the file has no video stream (sound only); a file with a picture is
 _CUT_NEAR = 0.5
 # The lowest audio rate a read resamples to: FFmpeg's resampler produces nothing useful below it.
 MIN_SAMPLE_RATE = 1000
+# The highest: studio audio's top rate; above it a read only allocates (10**9 Hz ran out of memory).
+MAX_SAMPLE_RATE = 384000
+# Sane bounds on what a read returns: FFmpeg's scaler refuses larger pictures with a bare "Invalid
+# argument", higher rates only repeat frames, and a window whose output (padding included) needs more
+# memory than this is refused before anything is decoded (1e9 s used to fail allocating 186 GiB).
+MAX_SIZE = 8192
+MAX_FPS = 1000
+MAX_CLIP_BYTES = 4 * 2**30
 
 
 @dataclass
@@ -110,35 +118,54 @@ def _presentation_times(pts: list[int | None], dts: list[int | None]) -> list[in
     return known if len(known) == len(pts) else [x if x is not None else d for x, d in zip(pts, dts)]
 
 
-def _whole(x, least: int) -> int | None:
-    """``x`` as an int if it is a whole number >= ``least`` (``112`` or ``112.0``), else None."""
-    if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x) or x != int(x) or x < least:
+def _whole(x, least: int, most: int) -> int | None:
+    """``x`` as an int if it is a whole number in ``[least, most]`` (``112`` or ``112.0``), else None."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x) or x != int(x):
         return None
-    return int(x)
+    return int(x) if least <= x <= most else None
+
+
+def _secs(x: float) -> str:
+    """Seconds for a message: ``12.345``, or ``1e+300`` where three decimals would print 300 digits."""
+    return f"{x:.3f}" if abs(x) < 1e7 else f"{x:.3g}"
 
 
 def _check_size(size) -> int | tuple[int, int] | None:
     """``size`` as ints; ValueError unless it is None, a positive whole number or a ``(height, width)`` pair."""
     if size is None:
         return None
-    if isinstance(size, (tuple, list)) and len(size) == 2 and None not in (pair := [_whole(v, 1) for v in size]):
+    pair = [_whole(v, 1, MAX_SIZE) for v in size] if isinstance(size, (tuple, list)) and len(size) == 2 else [None]
+    if None not in pair:
         return pair[0], pair[1]
-    if _whole(size, 1) is not None:
-        return _whole(size, 1)
+    if _whole(size, 1, MAX_SIZE) is not None:
+        return _whole(size, 1, MAX_SIZE)
     raise ValueError(
-        f"size must be a positive whole number (the shorter side) or a (height, width) pair of them, got {size!r}"
+        f"size must be a whole number of pixels from 1 to {MAX_SIZE} (the shorter side) or a (height, width) pair "
+        f"of them, got {size!r}"
     )
+
+
+def _check_fps(fps) -> float | None:
+    """``fps`` as a float; ValueError unless it is None (the stored frames) or a rate in ``(0, MAX_FPS]``."""
+    if fps is None:
+        return None
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not (0 < fps <= MAX_FPS):
+        raise ValueError(
+            f"fps must be a number of frames per second above 0 and at most {MAX_FPS}, or None for the stored "
+            f"frames; got {fps!r}"
+        )
+    return float(fps)
 
 
 def _check_sample_rate(sample_rate) -> int | None:
     """``sample_rate`` as an int; ValueError unless it is None (the file's rate) or a rate FFmpeg can produce."""
     if sample_rate is None:
         return None
-    rate = _whole(sample_rate, MIN_SAMPLE_RATE)
+    rate = _whole(sample_rate, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)
     if rate is None:
         raise ValueError(
-            f"sample_rate must be a whole number of Hz, at least {MIN_SAMPLE_RATE}, or None to keep the file's rate; "
-            f"got {sample_rate!r}"
+            f"sample_rate must be a whole number of Hz, at least {MIN_SAMPLE_RATE} and at most {MAX_SAMPLE_RATE}, "
+            f"or None to keep the file's rate; got {sample_rate!r}"
         )
     return rate
 
@@ -312,6 +339,11 @@ def _read_video(
     if targets is None:
         inside = (times >= start - tol) & (times < end - tol)
         keep = np.flatnonzero(inside)
+        if not len(keep) and len(times) and start < stream_end - tol:
+            # No frame begins inside a window shorter than a frame interval (or starting in the last one):
+            # the frame on screen at its start stands for it.
+            on_screen = np.flatnonzero((times <= start + tol) & (times + frame_dur > start + tol))
+            keep = on_screen[-1:]
         n_pad = max(0, round((end - max(stream_end, start)) * rate)) if end > stream_end + tol else 0
         frames = [convert(pictures[i]) for i in keep]
         out_times = np.concatenate([times[keep], stream_end + np.arange(n_pad) / rate])
@@ -415,20 +447,43 @@ def _decode_audio(
         return data.astype(np.float32, copy=False), origin, out_rate, ended_early
 
 
-def _validate_window(path: str, info: MediaInfo, start: float, duration: float) -> None:
-    if not (duration > 0 and math.isfinite(duration)):
-        raise ClipRangeError(path, f"duration must be a positive number of seconds, got {duration}")
-    if not (math.isfinite(start) and start >= 0):
-        raise ClipRangeError(path, f"start must be >= 0 seconds, got {start}")
+def _validate_window(path: str, info: MediaInfo, start, duration) -> None:
+    def number(x) -> bool:
+        return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+    if not (number(duration) and duration > 0):
+        raise ClipRangeError(path, f"duration must be a positive number of seconds, got {duration!r}")
+    if not (number(start) and start >= 0):
+        raise ClipRangeError(path, f"start must be a number of seconds >= 0, got {start!r}")
     if start >= info.duration and info.truncated:
         raise TruncatedMediaError(
             path,
             f"the file is cut off at {info.duration:.3f} s (it announces {info.announced_duration:.3f} s), so "
-            f"nothing of the window {start:.3f}-{start + duration:.3f}s could be decoded; use a complete copy",
+            f"nothing of the window {_secs(start)}-{_secs(start + duration)}s could be decoded; use a complete copy",
         )
     if start >= info.duration:
         raise ClipRangeError(
-            path, f"start {start:.3f}s is past the end of the file ({info.duration:.3f}s); choose an earlier start"
+            path, f"start {_secs(start)}s is past the end of the file ({info.duration:.3f}s); choose an earlier start"
+        )
+
+
+def _check_clip_bytes(
+    path: str, info: MediaInfo, duration: float, fps, size, sample_rate, mono: bool, video: bool, audio: bool
+) -> None:
+    """ClipRangeError for a window whose output, padding past the end included, would not fit in memory."""
+    nbytes = 0.0
+    if video:
+        h, w = _output_size(info.video.display_size, size)
+        nbytes += duration * (fps or info.video.fps or 25.0) * (h * w * 3 + 9)  # pixels, time, validity
+    if audio:
+        channels = 1 if mono else info.audio.channels
+        nbytes += duration * (sample_rate or info.audio.sample_rate) * (4 * channels + 1)
+    if nbytes > MAX_CLIP_BYTES:
+        raise ClipRangeError(
+            path,
+            f"a {_secs(duration)} s window would take {nbytes / 2**30:.3g} GiB of memory (padding past the "
+            f"file's end at {info.duration:.3f} s included), more than the {MAX_CLIP_BYTES // 2**30} GiB a read "
+            "may return; read shorter windows (or a lower fps, size or sample_rate)",
         )
 
 
@@ -456,11 +511,13 @@ def read_clip(
         path: media file (mp4, webm, mkv, avi, ...).
         start: window start, seconds from the file's time origin.
         duration: window length in seconds.
-        fps: frames per second to sample; None returns the stored frames inside the window.
-        size: ``(height, width)``, or an int for the shorter side keeping the aspect ratio; None keeps the
-            stored size. Rotation metadata is applied, so sizes refer to the upright picture.
-        sample_rate: audio rate to resample to, in whole Hz, at least ``MIN_SAMPLE_RATE`` (1000); None keeps
-            the file's rate.
+        fps: frames per second to sample, at most ``MAX_FPS`` (1000); None returns the stored frames inside the
+            window (or, in a window shorter than a frame interval, the frame on screen at its start).
+        size: ``(height, width)``, or an int for the shorter side keeping the aspect ratio, at most
+            ``MAX_SIZE`` (8192) pixels each; None keeps the stored size. Rotation metadata is applied, so
+            sizes refer to the upright picture.
+        sample_rate: audio rate to resample to, in whole Hz, from ``MIN_SAMPLE_RATE`` (1000) to
+            ``MAX_SAMPLE_RATE`` (384000); None keeps the file's rate.
         mono: downmix to one channel (in FFmpeg).
         video: read the video stream; a file without one raises MissingStreamError (read it with
             ``video=False``, or use ``read_audio``).
@@ -473,8 +530,11 @@ def read_clip(
     Raises:
         MediaNotFoundError, InvalidMediaError: the file is missing or unreadable.
         MissingStreamError: ``video``/``audio`` asked for and the file has no such stream.
-        ClipRangeError: non-positive duration, negative start, or a start past the end.
-        TruncatedMediaError: the file is cut off before the window and nothing of it could be decoded.
+        ClipRangeError: a start or duration that is not a number, non-positive duration, negative start, a
+            start past the end, or a window whose output would take more than ``MAX_CLIP_BYTES`` (4 GiB):
+            read shorter windows.
+        TruncatedMediaError: the file is cut off before the window and nothing of it could be decoded, or
+            the picture ends before a window the sound still covers (the message says which).
         ValueError: ``fps``, ``size`` or ``sample_rate`` out of range (see above).
 
     Warns:
@@ -484,15 +544,14 @@ def read_clip(
     path = os.fspath(path)
     if not (video or audio):
         raise ValueError("read_clip: ask for video, audio or both")
-    if fps is not None and not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps must be a positive number of frames per second, or None, got {fps!r}")
-    sample_rate, size = _check_sample_rate(sample_rate), _check_size(size)
+    fps, sample_rate, size = _check_fps(fps), _check_sample_rate(sample_rate), _check_size(size)
     info = probe(path)
     if video and info.video is None:
         raise MissingStreamError(path, _NO_VIDEO)
     if audio and info.audio is None:
         raise MissingStreamError(path, _NO_AUDIO)
     _validate_window(path, info, start, duration)
+    _check_clip_bytes(path, info, duration, fps, size, sample_rate, mono, video, audio)
     end = start + duration
     # A window reaching the cut (a whole-file read ends exactly there) is told once here, instead of once per
     # stream where decoding stops.
@@ -509,16 +568,21 @@ def read_clip(
         shared = closing.enter_context(open_media(path))
         if video:
             frames, times, valid, rate = _read_video(path, info, start, duration, fps, size, closing, not cut, shared)
+            video_end = info.video.start + (info.video.duration or math.inf)
+            if not valid.any() and start >= video_end - _TIME_TOL:  # the type callers catch past the picture
+                raise TruncatedMediaError(
+                    path,
+                    f"the picture ends at {video_end:.3f} s, before the window {_secs(start)}-{_secs(end)}s; choose "
+                    "an earlier start, or read the sound alone (video=False)",
+                )
             if not valid.any():
-                raise TruncatedMediaError(path, f"no frame of the window {start:.3f}-{end:.3f}s could be decoded")
+                raise TruncatedMediaError(path, f"no frame of the window {_secs(start)}-{_secs(end)}s could be decoded")
             if not cut:
                 _warn_if_truncated(path, "video", info.video.start + (info.video.duration or 0), end, valid, times)
             clip.video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (T,H,W,C) -> (C,T,H,W)
             clip.video_times, clip.video_valid, clip.fps = torch.from_numpy(times), torch.from_numpy(valid), rate
         if audio:
-            data, origin, rate, ended = _decode_audio(
-                path, start, end, sample_rate, mono, not cut, shared, info.origin
-            )
+            data, origin, rate, ended = _decode_audio(path, start, end, sample_rate, mono, not cut, shared, info.origin)
             num = max(1, round(duration * rate))
             out = np.zeros((data.shape[0], num), np.float32)
             valid = np.zeros(num, bool)
@@ -533,7 +597,7 @@ def read_clip(
                 out[:, lo - offset : hi - offset] = data[:, lo:hi]
                 valid[lo - offset : hi - offset] = True
             if not valid.any():
-                raise TruncatedMediaError(path, f"no audio of the window {start:.3f}-{end:.3f}s could be decoded")
+                raise TruncatedMediaError(path, f"no audio of the window {_secs(start)}-{_secs(end)}s could be decoded")
             if not cut and ended and not valid[-1] and origin + data.shape[1] / rate < min(end, audio_end) - 0.1:
                 warnings.warn(
                     f"{path}: audio ends at {origin + data.shape[1] / rate:.3f}s, before the {audio_end:.3f}s the "
