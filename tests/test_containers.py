@@ -307,6 +307,25 @@ def test_mpegts_every_window_reads_its_frames_and_clicks(transport_stream):
     np.testing.assert_allclose(click_onsets(whole.audio, 8000), CLICKS, atol=2e-3)
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg program writes this MPEG-TS")
+def test_mpegts_sound_well_before_the_picture_is_kept(transport_stream, tmp_path):
+    """Only an encoder's priming (under a quarter second) is dropped before the first picture: sound a second
+    ahead is content, and the picture starts late (padded) as in MPEG-PS."""
+    path = tmp_path / "late_picture.ts"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(transport_stream), "-itsoffset", "1", "-i", str(transport_stream)]
+        + ["-map", "1:v", "-map", "0:a", "-c", "copy", "-f", "mpegts", str(path)],
+        check=True,
+    )
+    info = probe(path)
+    assert info.audio.start == 0.0 and info.video.start == pytest.approx(1.0, abs=0.05)
+    clip = read_clip(path, 0.0, 2.0, fps=FPS, sample_rate=8000)
+    assert clip.audio_valid.all() and not clip.video_valid[:20].any() and clip.video_valid[30:].all()
+    heard = heard_by_ffmpeg(path, 8000)  # the priming (23 ms) is sound here: the clicks come that much later
+    np.testing.assert_allclose(click_onsets(clip.audio, 8000), heard[heard < 2.0], atol=2e-3)
+    assert len(heard[heard < 2.0]) == 5
+
+
 # ---- a file cut off inside its data, its index intact ------------------------------------------------
 
 

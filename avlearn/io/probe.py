@@ -32,8 +32,10 @@ _VFR_PACKETS = 600
 _TAIL_SECONDS = 3.0
 # A stream whose packets stop more than this before the announced end is cut off.
 _TRUNCATION_TOLERANCE = 0.25
-# Containers whose timestamps count from an arbitrary clock value: their origin is their first timestamp.
+# Containers whose timestamps count from an arbitrary clock value: their origin is their first picture.
 _CLOCK_FORMATS = {"mpegts"}
+# Sound this much ahead of the first picture is more than an encoder's priming: it is kept (counted from).
+_PRIMING_MAX = 0.25
 
 
 @dataclass(frozen=True)
@@ -153,15 +155,20 @@ def time_origin(container: av.container.InputContainer) -> float:
     Sound that a transport stream holds before its first picture is the audio encoder's priming (1024
     AAC samples: 64 ms at 16 kHz), which an mp4 hides with an edit list and a TS cannot mark: counting
     from the first picture drops it, so a TS reads exactly as the mp4 it was made from (frame ``k`` at
-    ``k / fps``, the sound in step). A TS without pictures counts from its first sound. The streams' own
-    (90 kHz) start times are used, not the container's rounded microseconds."""
+    ``k / fps``, the sound in step). Sound starting more than ``_PRIMING_MAX`` ahead is real and counts
+    from its start instead (the picture then starts late, padded like MPEG-PS's); a TS without pictures
+    counts from its first sound. The streams' own (90 kHz) start times are used, not the container's
+    rounded microseconds."""
     if container.format.name not in _CLOCK_FORMATS:
         return 0.0
-    video, audio = first_stream(container, "video"), first_stream(container, "audio")
-    for stream in (video, audio):
-        if stream is not None and stream.start_time is not None:
-            return float(stream.start_time * stream.time_base)
-    return container.start_time / av.time_base if container.start_time is not None else 0.0
+    starts = [
+        float(s.start_time * s.time_base)
+        for s in (first_stream(container, "video"), first_stream(container, "audio"))
+        if s is not None and s.start_time is not None
+    ]
+    if not starts:
+        return container.start_time / av.time_base if container.start_time is not None else 0.0
+    return starts[0] if min(starts) >= starts[0] - _PRIMING_MAX else min(starts)
 
 
 def _seconds(value: int | None, time_base) -> float | None:
