@@ -22,6 +22,7 @@ demo: venv
 	$(VENV)/bin/avlearn demo --out out/demo
 	$(VENV)/bin/avlearn sync-offset assets/demo/speakers/test/000001.mp4 --shift-audio-ms 200
 	$(VENV)/bin/avlearn separate assets/demo/speakers/test/000001.mp4 --out out/separate
+	$(VENV)/bin/avlearn localize assets/demo/instruments/test/000000.mp4 --out out/localize
 	$(VENV)/bin/avlearn recognize assets/demo/actions/test/000000.mp4 --out out/recognize
 
 test: venv system-deps
