@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -163,3 +165,28 @@ def test_contrastive_objective_trains_with_its_curriculum(world, tmp_path):
     shifts = [float(r.split(",")[col]) for r in rows[1:] if r.split(",")[col]]
     assert shifts[0] == pytest.approx(0.25) and shifts[-1] == pytest.approx(0.08)  # half a window -> 2 frames
     assert load_weights(version / "weights" / "last", task="sync")[1]["model"] == "avsync_mbt_tiny"
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg program")
+def test_an_offset_beyond_the_search_range_is_flagged_by_the_windows_disagreeing(tmp_path):
+    """QA: a 1 s delay (beyond the +-600 ms searched) read "+440 ms, confidence 0.86" with no word: the product
+    of many windows' distributions is confident even when they disagree."""
+    from avlearn.pipelines.sync_offset import MIN_AGREEMENT, sync_offset
+
+    demo = Path(__file__).resolve().parents[1] / "assets" / "demo" / "speakers" / "test"
+    clip = tmp_path / "four_clips.mp4"  # 16 s, in sync, re-encoded so the joins keep time
+    inputs = [arg for k in range(4) for arg in ("-i", str(demo / f"00000{k}.mp4"))]
+    streams = "".join(f"[{k}:v][{k}:a]" for k in range(4))
+    subprocess.run(
+        ["ffmpeg", "-v", "error", *inputs, "-filter_complex", f"{streams}concat=n=4:v=1:a=1[v][a]",
+         "-map", "[v]", "-map", "[a]", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(clip)],
+        check=True,
+    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        inside = sync_offset(clip, shift_audio_ms=200)
+        assert not caught
+        beyond = sync_offset(clip, shift_audio_ms=1000)
+    assert inside.offset_ms == 200 and inside.agreement >= MIN_AGREEMENT
+    assert beyond.agreement < MIN_AGREEMENT
+    assert len(caught) == 1 and "try --max-frames 30" in str(caught[0].message)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from avlearn.io import ClipRangeError, MissingStreamError, TruncatedMediaError, 
 from avlearn.models.weights import load_weights
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "sync_speakers"
+MIN_AGREEMENT = 0.5  # fewer windows than this agreeing with the clip's estimate get a warning
 
 
 @dataclass
@@ -40,6 +42,7 @@ class OffsetResult:
     frame_ms: float
     windows: list[WindowOffset]
     checkpoint: str
+    agreement: float = 1.0  # share of the windows whose own estimate is within a frame of ``offset_ms``
 
 
 def delay(audio: torch.Tensor, samples: int) -> torch.Tensor:
@@ -151,9 +154,19 @@ def sync_offset(
         )
     posterior = total.log_softmax(0)
     k = int(posterior.argmax())
-    return OffsetResult(
-        str(path), float(offsets[k] * 1000), float(posterior[k].exp()), 1000 / fps, windows, str(checkpoint)
-    )
+    estimate, frame_ms = float(offsets[k] * 1000), 1000 / fps
+    # The product of the windows' distributions is confident whenever there are many windows, even when they
+    # disagree (an offset beyond the search range, a clip whose picture does not show its sound): the share of
+    # windows that agree with the estimate says which.
+    agreement = sum(abs(w.offset_ms - estimate) <= frame_ms + 1e-6 for w in windows) / len(windows)
+    if agreement < MIN_AGREEMENT and len(windows) > 1:
+        warnings.warn(
+            f"{path}: only {agreement:.0%} of the windows agree with {estimate:+.0f} ms within a frame; the offset "
+            f"may lie outside the +-{max_frames * frame_ms:.0f} ms searched (try --max-frames {2 * max_frames}) or "
+            "the picture may not show the sound's source",
+            stacklevel=2,
+        )
+    return OffsetResult(str(path), estimate, float(posterior[k].exp()), frame_ms, windows, str(checkpoint), agreement)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -183,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{w.start:>16.2f} {w.offset_ms:>+12.0f} {w.confidence:>11.2f}")
     print(
         f"{result.path}: {result.offset_ms:+.0f} ms ({_describe(result.offset_ms, result.frame_ms)}), "
-        f"confidence {result.confidence:.2f}, over {len(result.windows)} windows"
+        f"confidence {result.confidence:.2f}, {round(result.agreement * len(result.windows))} of "
+        f"{len(result.windows)} windows agree within a frame"
     )
     return 0
