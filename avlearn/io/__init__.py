@@ -28,6 +28,6 @@ __all__ = [
     "write_video",
 ]
 from avlearn.io.probe import AudioInfo, MediaInfo, VideoInfo, probe  # noqa: E402
-from avlearn.io.read import AVClip, read_audio, read_clip  # noqa: E402
+from avlearn.io.read import AVClip, read_audio, read_clip, read_frames  # noqa: E402
 
-__all__ += ["AVClip", "AudioInfo", "MediaInfo", "VideoInfo", "probe", "read_audio", "read_clip"]
+__all__ += ["AVClip", "AudioInfo", "MediaInfo", "VideoInfo", "probe", "read_audio", "read_clip", "read_frames"]

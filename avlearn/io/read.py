@@ -609,6 +609,28 @@ def read_clip(
     return clip
 
 
+def read_frames(
+    path: str | os.PathLike, start: float, duration: float, *, fps: float, size: int | tuple[int, int] | None = None
+) -> torch.Tensor:
+    """The frames of a window at ``fps``, ``(T, H, W, 3)`` uint8, up to the last frame the video holds.
+
+    For commands that read a long clip stretch by stretch: ``T`` falls short of the window where the video
+    ends inside it, and is 0 where it ended before it. Instants before a picture that starts late (MPEG-PS
+    as ffmpeg writes it, 0.54 s) are black frames, so frame ``k`` stays at ``start + k / fps``.
+
+    Raises:
+        as ``read_clip`` (a window that holds no frame is an empty result, not a TruncatedMediaError).
+    """
+    try:
+        clip = read_clip(path, start, duration, fps=fps, size=size, audio=False)
+    except TruncatedMediaError:
+        h, w = _output_size(probe(path).video.display_size, _check_size(size))
+        return torch.zeros(0, h, w, 3, dtype=torch.uint8)
+    valid = clip.video_valid.nonzero()
+    end = int(valid[-1]) + 1 if len(valid) else 0
+    return clip.video[:, :end].permute(1, 2, 3, 0)  # (C, T, H, W) -> (T, H, W, C)
+
+
 def _warn_if_truncated(path: str, kind: str, announced_end: float, end: float, valid, times) -> None:
     last_real = times[valid][-1] if valid.any() else None
     if last_real is not None and not valid[-1] and announced_end > last_real + 0.5 and end > last_real + 0.5:

@@ -35,6 +35,7 @@ from avlearn.io import (
     TruncatedMediaError,
     probe,
     read_clip,
+    read_frames,
     write_audio,
 )
 from avlearn.io.outdir import staged_output
@@ -238,21 +239,16 @@ def separate_clip(
 
 def _frame_chunks(path: str | Path, start: int, stop: int, fps: float, size: int | None):
     """Yields ``(first frame index, (T, H, W, 3) uint8 frames)`` of frames ``start..stop`` at ``fps``, read
-    ``READ_CHUNK_S`` seconds at a time; the frames end with the video (``(index, None)`` if it ends before
-    ``stop``). Instants before a late-starting picture (MPEG-PS and -TS often start it half a second after
-    the file's origin) are black frames, so frame ``k`` stays at ``k / fps`` beside the sound."""
+    ``READ_CHUNK_S`` seconds at a time (:func:`avlearn.io.read_frames`: a late-starting picture is preceded by
+    black frames); the frames end with the video (``(index, None)`` if it ends before ``stop``)."""
     step = max(1, round(READ_CHUNK_S * fps))
     for f0 in range(start, stop, step):
         f1 = min(stop, f0 + step)
-        try:
-            clip = read_clip(path, f0 / fps, (f1 - f0) / fps, fps=fps, size=size, audio=False)
-        except TruncatedMediaError:
-            yield f0, None
-            return
-        end = int(clip.video_valid.nonzero().max()) + 1  # read_clip raised if none is valid
-        yield f0, clip.video[:, :end].permute(1, 2, 3, 0).contiguous()  # (C, T, H, W) -> (T, H, W, C)
-        if end < f1 - f0:
-            yield f0 + end, None
+        frames = read_frames(path, f0 / fps, (f1 - f0) / fps, fps=fps, size=size).contiguous()
+        if len(frames):
+            yield f0, frames
+        if len(frames) < f1 - f0:
+            yield f0 + len(frames), None
             return
 
 

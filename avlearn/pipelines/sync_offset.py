@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from avlearn.io import ClipRangeError, MissingStreamError, TruncatedMediaError, probe, read_clip
+from avlearn.io import ClipRangeError, MissingStreamError, probe, read_clip, read_frames
 from avlearn.models.weights import load_weights
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "sync_speakers"
@@ -50,18 +50,6 @@ def delay(audio: torch.Tensor, samples: int) -> torch.Tensor:
     if samples >= 0:
         return torch.nn.functional.pad(audio, (samples, 0))[: audio.shape[0]]
     return torch.nn.functional.pad(audio[-samples:], (0, -samples))
-
-
-def _valid_frames(path: str | Path, start: int, stop: int, fps: float, size: int) -> torch.Tensor:
-    """Frames ``start..stop`` at ``fps``, ``size`` square: ``(T, size, size, 3)`` uint8, ending at the last frame
-    the video holds (none if it ended before ``start``)."""
-    try:
-        clip = read_clip(path, start / fps, (stop - start) / fps, fps=fps, size=(size, size), audio=False)
-    except TruncatedMediaError:
-        return torch.zeros(0, size, size, 3, dtype=torch.uint8)
-    valid = clip.video_valid.nonzero()
-    end = int(valid[-1]) + 1 if len(valid) else 0
-    return clip.video[:, :end].permute(1, 2, 3, 0)  # (C, T, H, W) -> (T, H, W, C)
 
 
 def _scorer(checkpoint: str | Path):
@@ -135,7 +123,7 @@ def sync_offset(
         chunk = starts[i : i + batch_size]
         f0 = [round(s * fps) for s in chunk]
         base = f0[0]
-        frames = _valid_frames(path, base, f0[-1] + num_frames, fps, pre["size"])
+        frames = read_frames(path, base / fps, (f0[-1] + num_frames - base) / fps, fps=fps, size=(pre["size"],) * 2)
         f0 = [f for f in f0 if f - base + num_frames <= len(frames)]
         if not f0:
             break
