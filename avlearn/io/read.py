@@ -93,9 +93,25 @@ class AVClip:
             spans.append(float(self.audio_valid.sum()) / self.sample_rate)
         return min([self.duration, *spans])
 
+    @property
+    def video_end(self) -> int:
+        """Frames up to and including the last real one (0 if none): where the picture ends in the window,
+        black frames before a late start included (``valid_duration`` counts real data only)."""
+        return _end(self.video_valid)
+
+    @property
+    def audio_end(self) -> int:
+        """Samples up to and including the last real one (0 if none), silence before a late start included."""
+        return _end(self.audio_valid)
+
     def to_dict(self) -> dict[str, torch.Tensor]:
         """The clip as a sample dict keyed by modality (``video``, ``audio``), the data contract of avlearn.data."""
         return {k: v for k, v in (("video", self.video), ("audio", self.audio)) if v is not None}
+
+
+def _end(valid: torch.Tensor | None) -> int:
+    real = valid.nonzero() if valid is not None else ()
+    return int(real[-1]) + 1 if len(real) else 0
 
 
 def _presentation_times(pts: list[int | None], dts: list[int | None]) -> list[int]:
@@ -626,9 +642,7 @@ def read_frames(
     except TruncatedMediaError:
         h, w = _output_size(probe(path).video.display_size, _check_size(size))
         return torch.zeros(0, h, w, 3, dtype=torch.uint8)
-    valid = clip.video_valid.nonzero()
-    end = int(valid[-1]) + 1 if len(valid) else 0
-    return clip.video[:, :end].permute(1, 2, 3, 0)  # (C, T, H, W) -> (T, H, W, C)
+    return clip.video[:, : clip.video_end].permute(1, 2, 3, 0)  # (C, T, H, W) -> (T, H, W, C)
 
 
 def _warn_if_truncated(path: str, kind: str, announced_end: float, end: float, valid, times) -> None:

@@ -219,8 +219,7 @@ def _original_audio(path: str | Path, info, start: float, end: float | None) -> 
     except (TruncatedMediaError, ClipRangeError):  # no audio here: silence, or nothing after the end
         return torch.zeros(channels, 0 if last else s1 - s0)
     if last:  # up to the last real sample, as the stream ends
-        valid = clip.audio_valid.nonzero()
-        return clip.audio[:, : int(valid[-1]) + 1 if len(valid) else 0]
+        return clip.audio[:, : clip.audio_end]
     return clip.audio
 
 

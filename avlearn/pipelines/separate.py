@@ -178,8 +178,7 @@ def separate_clip(
             first = f0 + -f0 % step  # the detection frames are 0, step, 2 step, ... of the clip
             detections += [(t, detector(frames[t - f0].numpy())) for t in range(first, f0 + len(frames), step)]
             t_detect += time.perf_counter() - t1
-    sound_end = int(sound.audio_valid.nonzero().max()) + 1  # an end, not a count: the sound may start late
-    valid_s = min(info.duration, n_video / fps, sound_end / sr)
+    valid_s = min(info.duration, n_video / fps, sound.audio_end / sr)  # ends: the sound may start late
     n_valid = max(1, round(valid_s * fps))
     audio = sound.audio[0, : round(n_valid / fps * sr)]
     t_pass1 = time.perf_counter()

@@ -110,7 +110,7 @@ def sync_offset(
     # frames are read: windows past the last decodable frame are left out.
     sound = read_clip(path, 0.0, info.duration, sample_rate=sr, video=False)
     video_end = info.video.start + info.video.duration if info.video.duration else info.duration
-    valid_s = min(info.duration, video_end, float(sound.audio_valid.sum()) / sr)
+    valid_s = min(info.duration, video_end, sound.audio_end / sr)  # an end: the sound may start late
     audio = delay(sound.audio[0], round(shift_audio_ms / 1000 * sr))
     num_frames, num_samples = round(window * fps), round(window * sr)
     pad = math.ceil(margin * sr)
