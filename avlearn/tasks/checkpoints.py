@@ -171,11 +171,6 @@ def find_last_checkpoints(trainer: L.Trainer) -> list[Path]:
     return sorted(found.values(), key=lambda p: p.stat().st_mtime_ns, reverse=True)
 
 
-def find_last_checkpoint(trainer: L.Trainer) -> Path | None:
-    """The newest ``last*.ckpt`` of any earlier run of this recipe (see :func:`find_last_checkpoints`), or None."""
-    return next(iter(find_last_checkpoints(trainer)), None)
-
-
 class BadCheckpoint(FitError):
     """A checkpoint that cannot be resumed. ``reason`` says why without advice, so that ``--ckpt_path last``
     can skip the file with a warning instead of giving the advice meant for an explicit path."""
