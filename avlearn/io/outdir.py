@@ -48,7 +48,7 @@ PathLike = str | os.PathLike
 
 MARKER = ".avlearn.json"  # in every output folder: which command wrote which files, from which inputs
 
-# mkdtemp makes folders only their owner can enter; results get the usual permissions of new folders
+# mkdtemp and mkstemp make folders and files for their owner only; results get the usual permissions
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

@@ -19,23 +19,10 @@ import soundfile
 import torch
 
 from avlearn.io.errors import OverwriteInputError
-
-PathLike = str | os.PathLike
-
-# mkstemp creates files readable by their owner only; outputs get the usual permissions of new files.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+from avlearn.io.outdir import _UMASK, PathLike, _file_id  # mkstemp's files get the usual permissions
 
 # (st_dev, st_ino) of files an avlearn reader has open right now, so a writer can refuse to replace them.
 _OPEN_FOR_READING: dict[tuple[int, int], int] = {}
-
-
-def _file_id(path: PathLike) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
 
 
 @contextlib.contextmanager
