@@ -246,6 +246,7 @@ def _cli_class():
             ckpt_path = config.get("ckpt_path")
             if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
                 ckpt = check_checkpoint(ckpt_path)  # before LightningCLI itself unpickles it for hyperparameters
+                self._checked = (ckpt_path, ckpt)  # before_fit takes it from here instead of reading it again
                 trainer = config.get("trainer") or {}
                 max_steps = trainer.get("max_steps", -1)
                 max_epochs = trainer.get("max_epochs")  # None: as Trainer, 1000 unless max_steps is set
@@ -268,7 +269,9 @@ def _cli_class():
                     )
                 ckpt_path, ckpt = (None, None) if found is None else (str(found[0]), found[1])
             if ckpt_path and ckpt_path not in ("best", "hpc", "registry"):
-                ckpt = ckpt if ckpt is not None else check_checkpoint(ckpt_path)
+                if ckpt is None:  # an explicit path: parse_arguments has read it already
+                    checked_path, checked = getattr(self, "_checked", (None, None))
+                    ckpt = checked if checked_path == ckpt_path else check_checkpoint(ckpt_path)
                 check_unfinished(ckpt_path, ckpt, trainer.max_epochs, trainer.max_steps)  # before anything is written
                 check_schedule(ckpt_path, ckpt, trainer.max_epochs, trainer.max_steps)
                 say(
