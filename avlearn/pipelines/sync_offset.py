@@ -152,7 +152,7 @@ def sync_offset(
             f"{path}: only {agreement:.0%} of the windows agree with {estimate:+.0f} ms within a frame; the offset "
             f"may lie outside the +-{max_frames * frame_ms:.0f} ms searched (try --max-frames {2 * max_frames}) or "
             "the picture may not show the sound's source",
-            stacklevel=2,
+            stacklevel=3,  # past torch.no_grad's wrapper, to the caller
         )
     return OffsetResult(str(path), estimate, float(posterior[k].exp()), frame_ms, windows, str(checkpoint), agreement)
 
