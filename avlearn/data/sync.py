@@ -3,7 +3,8 @@
 Samples are dicts: ``video`` ``(T, H, W, 3)`` uint8, ``audio`` ``(S,)`` the aligned audio, ``shifted``
 ``(K, S)`` the same clip's audio moved by ``shifts`` ``(K,)`` seconds (positive: the audio window starts
 later than the video's, i.e. this audio would be heard *ahead* of its picture if played with the window),
-``index`` the clip.
+``offset_audio`` ``(S,)`` the same clip's audio moved by ``offset`` whole video frames (uniform in
+``[-max_offset_frames, max_offset_frames]``, the classes of an offset classifier), ``index`` the clip.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class SyncWindows(torch.utils.data.Dataset):
         min_shift: smallest |shift| of a negative, seconds (settable between epochs for a curriculum).
         max_shift: largest |shift|, seconds (also bounded by the clip length).
         num_shifted: negatives per window.
+        max_offset_frames: range of the ``offset`` draws, in video frames (0: always 0).
         deterministic: draw window and shifts from the item index alone (evaluation).
         seed: base seed of the deterministic draws.
     """
@@ -35,6 +37,7 @@ class SyncWindows(torch.utils.data.Dataset):
         min_shift: float,
         max_shift: float,
         num_shifted: int = 1,
+        max_offset_frames: int = 15,
         deterministic: bool = False,
         seed: int = 0,
     ):
@@ -48,6 +51,7 @@ class SyncWindows(torch.utils.data.Dataset):
             )
         self.clips, self.window = clips, window
         self.min_shift, self.max_shift, self.num_shifted = min_shift, max_shift, num_shifted
+        self.max_offset_frames = max_offset_frames
         self.deterministic, self.seed, self.epoch = deterministic, seed, 0
         self.num_frames = round(window * clips.fps)
         self.num_samples = round(window * clips.sample_rate)
@@ -87,11 +91,17 @@ class SyncWindows(torch.utils.data.Dataset):
         a0 = round(start_frame / self.clips.fps * sr)
         audio = self.clips.audio[index]
         shifted = torch.stack([audio[a0 + round(d * sr) :][: self.num_samples] for d in shifts])
+        total = self.clips.video.shape[1]  # frames per clip
+        k = self.max_offset_frames
+        offset = int(rng.integers(max(-k, -start_frame), min(k, total - self.num_frames - start_frame) + 1))
+        o0 = round((start_frame + offset) / self.clips.fps * sr)
         return {
             "video": self.clips.video[index, start_frame : start_frame + self.num_frames],
             "audio": audio[a0 : a0 + self.num_samples],
             "shifted": shifted,
             "shifts": torch.tensor(shifts, dtype=torch.float32),
+            "offset_audio": audio[o0 : o0 + self.num_samples],
+            "offset": torch.tensor(offset),
             "index": torch.tensor(index),
         }
 
