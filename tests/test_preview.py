@@ -223,7 +223,7 @@ def test_recognize_bad_input(tmp_path, capsys):
 def test_two_frame_temporal_convs_train_in_float32_under_bf16_autocast():
     """The guard against CPU bf16 conv3d weight gradients that overflow on two-frame inputs: with it, the
     gradient equals the float32 one; three-frame inputs still run in bf16."""
-    from avlearn.tasks.fit import guard_bf16_conv3d
+    from avlearn.models.precision import guard_bf16_conv3d
 
     torch.manual_seed(0)
     conv = torch.nn.Conv3d(8, 8, (3, 1, 1), padding=(1, 0, 0), bias=False)

@@ -35,7 +35,7 @@ OVERRIDE = {
                 "class_path": "avlearn.tasks.checkpoints.LastCheckpoint",
                 "init_args": {"minutes": None, "every_n_train_steps": 3},
             },
-            {"class_path": "avlearn.tasks.fit.ExportWeights", "init_args": {"monitor": "val/acc", "mode": "max"}},
+            {"class_path": "avlearn.tasks.export.ExportWeights", "init_args": {"monitor": "val/acc", "mode": "max"}},
         ],
     }
 }
@@ -325,7 +325,7 @@ def test_separation_recipe_killed_mid_epoch_resumes_exactly(tmp_path):
                             "init_args": {"minutes": None, "every_n_train_steps": 2},
                         },
                         {
-                            "class_path": "avlearn.tasks.fit.ExportWeights",
+                            "class_path": "avlearn.tasks.export.ExportWeights",
                             "init_args": {"monitor": "val/si_sdri", "mode": "max"},
                         },
                     ]

@@ -16,7 +16,7 @@
   built for) into one line before anything is written; :func:`check_unfinished` says, instead of training
   nothing into a new empty ``version_N``, that the run to resume already finished.
 
-Mid-epoch checkpoints resume exactly because the training loaders are :class:`avlearn.tasks.fit.ResumableLoader`
+Mid-epoch checkpoints resume exactly because the training loaders are :class:`avlearn.data.loader.ResumableLoader`
 (their position is saved in the checkpoint) and draw their samples from (seed, epoch, index).
 """
 

@@ -34,7 +34,9 @@ from avlearn.data.cache import ClipArrays, decode_clips
 from avlearn.data.manifest import load_annotations, read_manifest
 from avlearn.models import create_model
 from avlearn.models.localize import pair_similarity, similarity
-from avlearn.tasks.fit import WindowData, adamw_one_cycle, checkpoint_info
+from avlearn.tasks.datamodule import WindowData
+from avlearn.tasks.export import checkpoint_info
+from avlearn.tasks.optim import adamw_one_cycle
 from avlearn.video.transforms import normalize_video
 
 SPEC_HOP_S = 0.01  # 10 ms log-mel hop: four spectrogram frames per 25 fps video frame

@@ -35,8 +35,11 @@ from avlearn.data.preview import (
     window_logmel,
 )
 from avlearn.models import create_model
+from avlearn.models.precision import guard_bf16_conv3d
 from avlearn.models.weights import load_weights
-from avlearn.tasks.fit import WindowData, adamw_one_cycle, checkpoint_info, guard_bf16_conv3d
+from avlearn.tasks.datamodule import WindowData
+from avlearn.tasks.export import checkpoint_info
+from avlearn.tasks.optim import adamw_one_cycle
 
 STAGES = ("teacher", "student", "skim")
 

@@ -23,7 +23,9 @@ from avlearn.data.manifest import read_manifest
 from avlearn.data.separation import MixTracks, SourceTracks, extract_tracks
 from avlearn.metrics.separation import si_sdr
 from avlearn.models import create_model
-from avlearn.tasks.fit import WindowData, adamw_one_cycle, checkpoint_info
+from avlearn.tasks.datamodule import WindowData
+from avlearn.tasks.export import checkpoint_info
+from avlearn.tasks.optim import adamw_one_cycle
 
 _EPS = 1e-8
 SNR_CEILING = 1e-3  # tau: the loss stops rewarding an estimate past 30 dB
@@ -31,7 +33,8 @@ SNR_CEILING = 1e-3  # tau: the loss stops rewarding an estimate past 30 dB
 
 class SeparationData(WindowData):
     """Mixtures of source tracks from a world's manifests, drawn in the seeded per-epoch order of
-    :class:`~avlearn.tasks.fit.WindowData`, so a killed run resumed with ``--ckpt_path last`` sees the same batches.
+    :class:`~avlearn.tasks.datamodule.WindowData`, so a killed run resumed with ``--ckpt_path last`` sees the
+    same batches.
 
     Args:
         train_manifest: JSONL manifest of training clips.
