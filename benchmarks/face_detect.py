@@ -44,8 +44,8 @@ def real_rates(folder: Path) -> None:
     """Frames (every 5th at 25 fps) of real talking heads with at least one face, at full size and at 160 px."""
     import cv2
 
-    from avlearn.data.worlds.face_check import haar_cascade
     from avlearn.io import probe, read_clip
+    from avlearn.video.detect import haar_cascade
 
     cascade = haar_cascade()
     for path in sorted(folder.glob("talking_head*")):

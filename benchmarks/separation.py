@@ -36,7 +36,7 @@ from avlearn.data.separation import MixTracks, extract_tracks
 from avlearn.io import read_audio, read_clip, write_video
 from avlearn.metrics.separation import bss_eval, si_sdr, si_sdr_matrix, stoi
 from avlearn.pipelines.separate import load_separator, separate_clip, write_result
-from avlearn.video.faces import iou
+from avlearn.video.detect import iou
 
 SR = 16000
 

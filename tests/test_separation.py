@@ -19,7 +19,8 @@ from avlearn.io import probe, read_audio, read_clip
 from avlearn.metrics.separation import bss_eval, si_sdr, si_sdr_matrix, stoi
 from avlearn.pipelines.separate import DEFAULT_CHECKPOINT, separate_clip
 from avlearn.tasks.separate import Separation, snr_loss
-from avlearn.video.faces import crop_boxes, iou, mouth_boxes, track_faces
+from avlearn.video.detect import iou
+from avlearn.video.faces import crop_boxes, mouth_boxes, track_faces
 
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo" / "speakers"
 torch.set_num_threads(2)

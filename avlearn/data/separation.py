@@ -24,7 +24,8 @@ from avlearn.data.cache import _key, parallel_map
 from avlearn.data.manifest import load_annotations
 from avlearn.io import MediaError, read_audio, read_clip
 from avlearn.io.write import atomic_path
-from avlearn.video.faces import MOUTH_SIZE, crop_boxes, iou, mouth_boxes, track_faces
+from avlearn.video.detect import iou
+from avlearn.video.faces import MOUTH_SIZE, crop_boxes, mouth_boxes, track_faces
 
 OBJECT_SIZE = (32, 32)
 

@@ -41,7 +41,8 @@ from avlearn.io import (
 from avlearn.io.outdir import staged_output
 from avlearn.io.write import VideoWriter, atomic_path
 from avlearn.models.weights import load_weights
-from avlearn.video.faces import FaceDetector, FaceTrack, crop_boxes, detection_step, link_tracks, mouth_boxes
+from avlearn.video.detect import FaceDetector
+from avlearn.video.faces import FaceTrack, crop_boxes, detection_step, link_tracks, mouth_boxes
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "separate_speakers"
 MAX_SHORT_SIDE = 360  # frames are read at most this size: enough for mouth crops, cheap for 720p/1080p

@@ -1,9 +1,8 @@
 """Face tracks and mouth crops: detect a few times a second, link detections into tracks, fill in between.
 
-The detector is OpenCV's bundled frontal-face Haar cascade: its weights ship inside the
-``opencv-python-headless`` wheel, so nothing is downloaded at run time, and it finds 99% of the synthetic
-speakers' faces and every sampled frame of the real talking heads (``benchmarks/face_detect.py``).
-Detection runs on a copy of the frame at most ``detect_width`` pixels wide, which keeps it cheap on 720p.
+The detector is OpenCV's bundled frontal-face Haar cascade (:class:`avlearn.video.detect.FaceDetector`): it
+finds 99% of the synthetic speakers' faces and every sampled frame of the real talking heads
+(``benchmarks/face_detect.py``).
 
 A track links detections whose boxes overlap from one detection frame to the next; between detections
 its box is interpolated (faces move little in 200 ms) and before the first and after the last detection
@@ -18,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from avlearn.video.detect import FaceDetector, iou
 
 # Where the mouth sits inside a Haar face box (measured on the speakers world: the closed mouth spans
 # x 0.32-0.66 and y 0.66-0.83 of the box), widened so an open mouth and small box jitter stay inside.
@@ -40,41 +41,6 @@ class FaceTrack:
     detected: np.ndarray
     hits: int = 0
     _points: list[tuple[int, np.ndarray]] = field(default_factory=list, repr=False)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-class FaceDetector:
-    """Haar-cascade face detection on RGB frames; returns ``(n, 4)`` boxes ``x0, y0, x1, y1``."""
-
-    def __init__(self, detect_width: int = 320, min_face_fraction: float = 0.08):
-        from avlearn.data.worlds.face_check import haar_cascade
-
-        self.cascade = haar_cascade()
-        self.detect_width = detect_width
-        self.min_face_fraction = min_face_fraction
-
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        import cv2
-
-        h, w = frame.shape[:2]
-        scale = min(1.0, self.detect_width / w)
-        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        if scale < 1.0:
-            gray = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-        min_side = max(12, round(self.min_face_fraction * min(gray.shape)))
-        found = self.cascade.detectMultiScale(gray, minSize=(min_side, min_side))
-        if len(found) == 0:
-            return np.zeros((0, 4), np.float32)
-        boxes = np.asarray(found, np.float32)
-        boxes[:, 2:] += boxes[:, :2]  # x, y, w, h -> x0, y0, x1, y1
-        return boxes / scale
 
 
 def track_faces(

@@ -10,28 +10,7 @@ from typing import Any
 
 import numpy as np
 
-
-def haar_cascade():
-    """OpenCV's ``haarcascade_frontalface_default.xml`` (shipped inside the opencv-python wheel)."""
-    import cv2
-
-    if not hasattr(cv2, "CascadeClassifier"):
-        raise RuntimeError(
-            "this OpenCV has no CascadeClassifier (OpenCV 5 dropped it); install opencv-python-headless<5"
-        )
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-    if cascade.empty():
-        raise RuntimeError("OpenCV's frontal face Haar cascade could not be loaded")
-    return cascade
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two ``[x0, y0, x1, y1]`` boxes."""
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+from avlearn.video.detect import haar_cascade, iou
 
 
 def face_hit_rate(rows: list[dict[str, Any]], *, min_iou: float = 0.3, every: int = 1) -> dict[str, float]:
