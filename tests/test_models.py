@@ -165,16 +165,31 @@ def test_nonlocal_block_inserted_into_a_3d_cnn():
         insert_nonlocal(model, {"features.nope": 4})
 
 
-def test_cnn_lstm_many_to_many_and_recurrent_weights_shared_over_time():
+def test_cnn_lstm_many_to_many():
     model = create_model("cnn_lstm_seq_tiny").eval()
     with torch.no_grad():
         assert model(torch.randn(2, 3, 6, 32, 32)).shape == (2, 6, 5)  # any clip length
-    gru = create_model("conv_gru_tiny")
-    assert sum(p.numel() for p in gru.cell.parameters()) == sum(
-        p.numel() for p in create_model("conv_gru_tiny").cell.parameters()
-    )
+
+
+@pytest.mark.parametrize(("name", "channels", "hidden"), [("conv_gru_tiny", 8, 8), ("conv_gru", 256, 256)])
+def test_conv_gru_cell_is_one_gru_of_3x3_convolutions(name, channels, hidden):
+    # Ballas et al.: update and reset gates and the candidate, each a 3x3 convolution of [input, state]
+    cell = create_model(name).cell
+    assert sum(p.numel() for p in cell.parameters()) == 3 * hidden * ((channels + hidden) * 3 * 3 + 1)
+
+
+def test_conv_gru_states_are_causal_and_shared_over_time():
+    torch.manual_seed(0)
+    gru = create_model("conv_gru_tiny").eval()
+    clip = torch.randn(1, 3, 7, 32, 32)
     with torch.no_grad():
-        assert gru.forward_features(torch.randn(1, 3, 7, 32, 32)).shape[2] == 7  # one state per frame
+        states = gru.forward_features(clip)
+        assert states.shape[2] == 7  # one state per frame
+        # a frame's state depends on that frame and the ones before it, through the same cell at every step
+        torch.testing.assert_close(gru.forward_features(clip[:, :, :4]), states[:, :, :4])
+        maps = gru.cnn(clip[0].transpose(0, 1))  # (T, D, H', W')
+        h = gru.cell(maps[0:1], torch.zeros_like(states[:, :, 0]))
+        torch.testing.assert_close(gru.cell(maps[1:2], h), states[:, :, 1])
 
 
 def test_two_stream_fuses_probabilities():
