@@ -34,7 +34,7 @@ from avlearn.data import load_annotations
 from avlearn.data.manifest import read_manifest
 from avlearn.data.separation import MixTracks, extract_tracks
 from avlearn.io import read_audio, read_clip, write_video
-from avlearn.metrics.separation import bss_eval, si_sdr, si_sdr_matrix, stoi
+from avlearn.metrics.separation import bss_eval, pit_assign, si_sdr, si_sdr_matrix, stoi
 from avlearn.pipelines.separate import load_separator, separate_clip, write_result
 from avlearn.video.detect import iou
 
@@ -53,10 +53,7 @@ def pit(task, mixture: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         est = task.separate(mixture[None, :n])[0]
     est = torch.nn.functional.pad(est, (0, mixture.shape[-1] - n))
-    k = min(est.shape[0], refs.shape[0])
-    m = si_sdr_matrix(est, refs)
-    best = max(itertools.permutations(range(est.shape[0]), k), key=lambda p: sum(m[p[i], i] for i in range(k)))
-    return est[list(best)]
+    return pit_assign(est[None], refs[None], si_sdr)[0]
 
 
 def scores(est: torch.Tensor, refs: torch.Tensor, mixture: torch.Tensor, speech: bool = True) -> dict[str, list]:

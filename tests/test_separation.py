@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from avlearn.data import load_annotations
 from avlearn.data.manifest import read_manifest
 from avlearn.data.separation import MixTracks, extract_tracks
 from avlearn.io import probe, read_audio, read_clip
-from avlearn.metrics.separation import bss_eval, si_sdr, si_sdr_matrix, stoi
+from avlearn.metrics.separation import bss_eval, pit_assign, si_sdr, si_sdr_matrix, stoi
 from avlearn.pipelines.separate import DEFAULT_CHECKPOINT, separate_clip
 from avlearn.tasks.separate import Separation, snr_loss
 from avlearn.video.detect import iou
@@ -144,6 +145,29 @@ def test_snr_loss_ceiling_and_silent_references():
     silent = snr_loss(torch.zeros(4000), torch.zeros(4000), mix)
     assert abs(float(silent) + 30.0) < 0.01  # predicting silence for a silent face is as good as it gets
     assert snr_loss(0.5 * mix, torch.zeros(4000), mix) > -7
+
+
+@pytest.mark.parametrize("num_sources", [2, 3, 4])
+def test_pit_assign_takes_the_best_permutation(num_sources):
+    g = torch.Generator().manual_seed(num_sources)
+    est, refs = torch.randn(6, num_sources, 400, generator=g), torch.randn(6, num_sources, 400, generator=g)
+    mix = refs.sum(1)
+    for metric, kwargs, sign in ((si_sdr, {}, 1), (snr_loss, {"mixture": mix}, -1)):
+        got = pit_assign(est, refs, metric, larger_is_better=sign > 0, **kwargs)
+        pair = torch.stack([torch.stack([metric(est[:, i], refs[:, j], **kwargs) for j in range(num_sources)], 1)
+                            for i in range(num_sources)], 1)  # (B, estimate, reference)  # fmt: skip
+        for b in range(len(est)):  # brute force: every order of the estimates, the best sum of scores
+            orders = list(itertools.permutations(range(num_sources)))
+            best = max(orders, key=lambda p: sign * sum(float(pair[b, i, k]) for k, i in enumerate(p)))  # noqa: B023
+            torch.testing.assert_close(got[b], est[b, list(best)], rtol=0, atol=0)
+
+
+def test_iou():
+    box = np.array([0.0, 0.0, 2.0, 2.0])
+    assert iou(box, box) == 1.0
+    assert iou(box, box + 2) == 0.0  # touching corners
+    assert iou(box, np.array([1.0, 0.0, 3.0, 2.0])) == pytest.approx(1 / 3)
+    assert iou(np.zeros(4), np.zeros(4)) == 0.0
 
 
 def test_pit_loss_ignores_the_order_of_the_references(demo_tracks):

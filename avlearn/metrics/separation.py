@@ -7,12 +7,19 @@
   ``mir_eval.separation.bss_eval_sources(..., compute_permutation=False)`` gives (the order is given by
   the video), computed with one Gram system for all estimates.
 - :func:`stoi` — short-time objective intelligibility (Taal et al. 2011) from ``pystoi``.
+- :func:`pit_assign` — which estimate goes with which reference when nothing says (an audio-only separator):
+  the permutation with the best mean score (permutation-invariant training, Yu et al. 2017), found by
+  ``torchmetrics``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
+from torchmetrics.functional.audio import permutation_invariant_training, pit_permutate
 
 _EPS = 1e-8
 
@@ -104,3 +111,25 @@ def stoi(estimate: np.ndarray | torch.Tensor, reference: np.ndarray | torch.Tens
     from pystoi import stoi as _stoi
 
     return float(_stoi(np.asarray(reference, np.float64), np.asarray(estimate, np.float64), sample_rate))
+
+
+def pit_assign(
+    estimates: torch.Tensor,
+    references: torch.Tensor,
+    metric: Callable[..., torch.Tensor],
+    *,
+    larger_is_better: bool = True,
+    **metric_args: Any,
+) -> torch.Tensor:
+    """``estimates (B, K, ...)`` reordered so that ``[:, k]`` is the one assigned to ``references[:, k]``.
+
+    The assignment maximizes (or minimizes) the mean of ``metric(estimate, reference, **metric_args)`` over
+    the K pairs; ``metric`` takes ``(B, ...)`` tensors and returns ``(B,)``. The search
+    (``torchmetrics.functional.audio.permutation_invariant_training``: every permutation for two sources,
+    the Hungarian algorithm from three) runs without gradients; they flow through the reordered estimates.
+    """
+    with torch.no_grad():
+        _, perm = permutation_invariant_training(
+            estimates, references, metric, eval_func="max" if larger_is_better else "min", **metric_args
+        )
+    return pit_permutate(estimates, perm)

@@ -11,7 +11,6 @@ and takes the best assignment of outputs to references (permutation-invariant tr
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import torch
 from avlearn.audio import STFT
 from avlearn.data.manifest import read_manifest
 from avlearn.data.separation import MixTracks, SourceTracks, extract_tracks
-from avlearn.metrics.separation import si_sdr
+from avlearn.metrics.separation import pit_assign, si_sdr
 from avlearn.models import create_model
 from avlearn.tasks.datamodule import WindowData
 from avlearn.tasks.export import checkpoint_info
@@ -176,11 +175,7 @@ class Separation(L.LightningModule):
             est = self.separate(mix)
             k = est.shape[1]
             refs, valid = refs[:, :k], valid[:, :k]
-            pair = snr_loss(est.unsqueeze(2), refs.unsqueeze(1), mix[:, None, None])  # (B, K_est, K_ref)
-            perms = list(itertools.permutations(range(k)))
-            costs = torch.stack([pair[:, list(p), range(k)].sum(-1) for p in perms], dim=1)  # (B, P)
-            best = torch.tensor(perms, device=est.device)[costs.argmin(1)]  # (B, K): estimate for each ref
-            est = torch.gather(est, 1, best[..., None].expand_as(est))
+            est = pit_assign(est, refs, snr_loss, larger_is_better=False, mixture=mix)
             per = snr_loss(est, refs, mix.unsqueeze(1))
         sounding = valid & (refs.pow(2).sum(-1) > 1e-6 * mix.pow(2).sum(-1, keepdim=True))
         improvement = si_sdr(est.float(), refs) - si_sdr(mix.unsqueeze(1).expand_as(refs), refs)
