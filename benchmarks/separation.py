@@ -47,11 +47,12 @@ def irm(mixture: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
     return stft.inverse(x.unsqueeze(0) * ideal_ratio_mask(s, x), mixture.shape[-1])
 
 
-def pit(task, mixture: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+def pit(net, mixture: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
     """Audio-only estimates in the order of ``refs`` (best permutation by SI-SDR)."""
-    n = mixture.shape[-1] // 640 * 640  # a whole number of 4-hop columns
+    column = net.time_stride * net.front_end.stft.hop_length  # samples per bottleneck column
+    n = mixture.shape[-1] // column * column  # a whole number of columns
     with torch.no_grad():
-        est = task.separate(mixture[None, :n])[0]
+        est = net.separate(mixture[None, :n])[0]
     est = torch.nn.functional.pad(est, (0, mixture.shape[-1] - n))
     return pit_assign(est[None], refs[None], si_sdr)[0]
 
@@ -90,7 +91,7 @@ def print_table(title: str, table: dict[str, dict[str, list]]) -> None:
         print(f"| {name} | {n} | " + " | ".join(vals) + " |")
 
 
-def test_clips(args, task_pit) -> None:
+def test_clips(args, net_pit) -> None:
     rows = read_manifest(args.manifest)
     for num in (2, 3):
         picked = [r for r in rows if r["meta"]["num_faces"] == num and r["meta"]["num_speaking"] == num]
@@ -117,8 +118,8 @@ def test_clips(args, task_pit) -> None:
             n = min(refs.shape[1], result.voices.shape[1])
             refs, mixture = refs[:, :n], result.mixture[:n]
             merge(table, "mixture", scores(mixture.expand(num, n).clone(), refs, mixture))
-            if task_pit is not None and num == 2:
-                merge(table, "audio-only PIT (oracle assignment)", scores(pit(task_pit, mixture, refs), refs, mixture))
+            if net_pit is not None and num == 2:
+                merge(table, "audio-only PIT (oracle assignment)", scores(pit(net_pit, mixture, refs), refs, mixture))
             merge(table, "visual (mouth tracks)", scores(result.voices[:, :n], refs, mixture))
             merge(table, "ideal ratio mask (oracle)", scores(irm(mixture, refs), refs, mixture))
         took = time.perf_counter() - t0
@@ -129,7 +130,7 @@ def test_clips(args, task_pit) -> None:
         )
 
 
-def mixtures(args, task_vis, task_pit) -> None:
+def mixtures(args, net_vis, net_pit) -> None:
     tracks = extract_tracks(read_manifest(args.manifest), cache_dir=Path(args.manifest).parent / ".avlearn-cache")
     for num in (2, 3):
         ds = MixTracks(
@@ -146,10 +147,10 @@ def mixtures(args, task_vis, task_pit) -> None:
                 skipped += 1
                 continue
             with torch.no_grad():
-                est = task_vis.separate(mix[None], crops[None])[0]
+                est = net_vis.separate(mix[None], crops[None])[0]
             merge(table, "mixture", scores(mix.expand(num, -1).clone(), refs, mix, speech=False))
-            if task_pit is not None and num == 2:
-                merge(table, "audio-only PIT (oracle assignment)", scores(pit(task_pit, mix, refs), refs, mix, False))
+            if net_pit is not None and num == 2:
+                merge(table, "audio-only PIT (oracle assignment)", scores(pit(net_pit, mix, refs), refs, mix, False))
             merge(table, f"visual ({args.tracks} tracks)", scores(est, refs, mix, speech=False))
             merge(table, "ideal ratio mask (oracle)", scores(irm(mix, refs), refs, mix, speech=False))
         print_table(
@@ -215,14 +216,14 @@ def speed(args) -> None:
     print(f"\nspeed: 10 s 1280x720 two-speaker clip, end to end {total:.2f} s (best of {args.repeats})")
     print("  " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items()))
     print(f"  model + overlap-add alone: real-time factor {parts['separate_s'] / 10.0:.3f}")
-    task, pre, _ = load_separator(args.checkpoint)
+    net, pre, _ = load_separator(args.checkpoint)
     mix = torch.randn(1, 2 * SR) * 0.05
     crops = torch.randint(0, 255, (1, 2, 50, *pre["crop_size"], 3), dtype=torch.uint8)
     with torch.no_grad():
-        task.separate(mix, crops)
+        net.separate(mix, crops)
         t0 = time.perf_counter()
         for _ in range(10):
-            task.separate(mix, crops)
+            net.separate(mix, crops)
     per = (time.perf_counter() - t0) / 10
     print(f"  one 2 s window, 2 speakers: {per * 1000:.0f} ms (real-time factor {per / 2.0:.3f})")
 
@@ -241,11 +242,11 @@ def main() -> None:
     args = p.parse_args()
     args.tracks = "mouth" if "speakers" in Path(args.manifest).parent.name else "object"
     torch.manual_seed(0)
-    task_pit = load_separator(args.pit_checkpoint)[0] if args.pit_checkpoint else None
+    net_pit = load_separator(args.pit_checkpoint)[0] if args.pit_checkpoint else None
     if args.only in (None, "clips") and args.tracks == "mouth":
-        test_clips(args, task_pit)
+        test_clips(args, net_pit)
     if args.only in (None, "mixtures"):
-        mixtures(args, load_separator(args.checkpoint)[0], task_pit)
+        mixtures(args, load_separator(args.checkpoint)[0], net_pit)
     if args.real and args.only in (None, "real"):
         real_pairs(args)
     if args.real and args.only in (None, "speed"):

@@ -75,19 +75,31 @@ def test_sliding_maps_equal_maps_of_cut_windows():
         torch.testing.assert_close(maps[t], window, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("fps", [12.5, 25.0, 30.0])
+def test_localizer_front_ends_give_one_audio_step_per_frame_at_any_fps(fps):
+    model = create_model("avloc_tiny", fps=fps, size=32).eval()
+    frames = torch.randint(0, 256, (1, 10, 48, 40, 3), dtype=torch.uint8)  # any frame size: resized to 32
+    audio = torch.randn(1, model.audio_front_end.num_samples(10))  # the 10 frames' sound
+    with torch.no_grad():
+        v, a = model.embed(frames, audio)
+    assert v.shape[2:] == (10, 8, 8) and a.shape[2] == 10
+    hop = model.audio_front_end.hop_length
+    assert hop * model.audio_front_end.hops_per_token == pytest.approx(16000 / fps, abs=2)
+
+
 @pytest.mark.parametrize("method", ["lvs", "ezvsl", "attention"])
 def test_objectives_train_the_localizer(method):
     """Each objective gives a finite loss whose gradient reaches every weight; a few steps lower it."""
     from avlearn.tasks.localize import LocalizationTask
 
-    task = LocalizationTask(method=method, model="avloc_tiny")
+    task = LocalizationTask(method=method, model="avloc_tiny", model_args={"size": 32})
     g = torch.Generator().manual_seed(0)
     frames = torch.randint(0, 256, (4, 8, 32, 32, 3), dtype=torch.uint8, generator=g)
     audio = torch.randn(4, 8 * 640, generator=g) * 0.1
     opt = torch.optim.Adam(task.parameters(), lr=3e-3)
     losses = []
     for _ in range(8):
-        loss = task.loss(*task.embed(frames, audio))
+        loss = task.loss(*task.net.embed(frames, audio))
         opt.zero_grad()
         loss.backward()
         losses.append(loss.item())
@@ -95,7 +107,7 @@ def test_objectives_train_the_localizer(method):
         assert not missing
         opt.step()
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
-    maps = task.maps(*task.embed(frames[:2], audio[:2]))
+    maps = task.maps(*task.net.embed(frames[:2], audio[:2]))
     assert maps.shape == (2, 8, 8)
 
 
@@ -244,10 +256,16 @@ def test_recipe_fits_and_its_weights_localize(method, world, tmp_path, capsys):
         "--trainer.logger.save_dir", str(run),
         "--trainer.enable_progress_bar", "false",
     ]  # fmt: skip
-    assert main(args) == 0
+    if method == "ezvsl":  # a model whose front-end takes other frames than the data's is refused in one line
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("avlearn fit: error: the data")
+        assert err.strip().endswith("""--model.init_args.model_args '{"size": 32}'""")
+    assert main([*args, "--model.init_args.model_args", '{"size": 32}']) == 0
     weights = next(run.glob("**/weights/last.safetensors"))
     _, doc = load_weights(weights, task="localize")
     assert doc["preprocessing"]["method"] == method and doc["preprocessing"]["window"] == 0.5
+    assert doc["model_args"] == {"size": 32} and doc["preprocessing"]["size"] == 32
     assert "val/pointing" in doc["meta"]["metrics"]
     clip = sorted((world / "val").glob("*.mp4"))[0]
     assert main(["localize", str(clip), "--out", str(tmp_path / "out"), "--checkpoint", str(weights)]) == 0

@@ -6,6 +6,7 @@ import itertools
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +197,20 @@ def test_visual_separation_training_reduces_the_loss(demo_tracks):
 
 
 # -- the shipped checkpoint through `avlearn separate` ---------------------------------------------------------
+
+
+def test_inference_loads_models_and_builds_no_lightning_module():
+    """separate and localize run the models of their checkpoints (front-ends included): no task is imported."""
+    code = (
+        "import sys, torch\n"
+        "from avlearn.pipelines.separate import separate_clip\n"
+        "from avlearn.pipelines.localize import Localizer\n"
+        f"separate_clip({str(DEMO / 'test' / '000001.mp4')!r})\n"
+        "Localizer().frame_maps(torch.zeros(30, 64, 64, 3, dtype=torch.uint8), torch.zeros(30 * 640))\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('avlearn.tasks', 'lightning'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_separate_demo_clip_gives_each_face_its_own_voice(tmp_path):

@@ -2,9 +2,13 @@
 
 ::
 
-    video (B,3,T,H,W) ──► 3D CNN, temporal stride 1 ──► v (B, D, T, H/4, W/4) ─┐  cosine over (D, T) at each
-                          (+ frame differences)                                 ├─► location ─► map (B, H/4, W/4)
-    spec  (B,1,F,4T)  ──► SyncSpecStem, mean over F ──► a (B, D, T) ───────────┘
+    frames (B,T,H,W,3) ─► VideoFrontEnd ─► 3D CNN, temporal stride 1 ──► v (B, D, T, H/4, W/4) ─┐ cosine over
+                                          (+ frame differences)                                ├─ (D, T) at each
+    audio  (B,S)       ─► AudioFrontEnd ─► SyncSpecStem, mean over F ──► a (B, D, T) ───────────┘ location ─► map
+
+The model owns its front-ends (frame rate, frame size, normalization; log-mel whose hop puts the spectrogram
+CNN's time stride worth of hops in one video frame, at any fps), so training and ``avlearn localize`` both
+call :meth:`AVLocalizer.embed` on decoded frames and waveforms.
 
 Both embeddings keep time: the visual embedding of a location is its ``(D, T)`` sequence of per-frame
 features, the audio embedding is the ``(D, T)`` sequence of the window's sound. Their cosine similarity is a
@@ -21,13 +25,17 @@ centred on it) come from one pass of the CNNs and box filters over time (:func:`
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avlearn.models.frontend import AudioFrontEnd, VideoFrontEnd
 from avlearn.models.layers import Encoder
 from avlearn.models.registry import register_model
 from avlearn.models.sync import SyncSpecStem
+from avlearn.video.transforms import resize_video
 
 
 def _conv3d(cin: int, cout: int, kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> nn.Sequential:
@@ -45,6 +53,10 @@ class AVLocalizer(Encoder):
         widths: channels of the video CNN's three layers (the first two halve H and W).
         spec_widths: channels of the spectrogram CNN (:class:`~avlearn.models.sync.SyncSpecStem`).
         dim: embedding channels ``D`` per frame.
+        fps: video frame rate (the audio front-end gives one step of ``D`` features per frame).
+        size: frame side in pixels; frames of another size are resized to it.
+        sample_rate: audio rate in Hz.
+        n_mels: mel bands.
     """
 
     def __init__(
@@ -52,6 +64,10 @@ class AVLocalizer(Encoder):
         widths: tuple[int, int, int] = (16, 32, 64),
         spec_widths: tuple[int, int, int] = (16, 32, 64),
         dim: int = 32,
+        fps: float = 25.0,
+        size: int = 64,
+        sample_rate: int = 16000,
+        n_mels: int = 64,
     ):
         super().__init__()
         w1, w2, w3 = widths
@@ -67,6 +83,31 @@ class AVLocalizer(Encoder):
         self.num_features, self.num_classes = dim, 0
         self._head_hidden_size = 2 * dim
         self.stride = 4
+        hops_per_frame = 1  # the spectrogram CNN's time stride
+        for m in self.spec.modules():
+            if isinstance(m, nn.Conv2d):
+                hops_per_frame *= m.stride[1]
+        self.video_front_end = VideoFrontEnd(fps, size)
+        self.audio_front_end = AudioFrontEnd(sample_rate, n_mels, token_rate=fps, hops_per_token=hops_per_frame)
+        for m in self.audio_front_end.modules():  # the mel filters follow from the arguments: not in checkpoints
+            for name, buffer in list(m.named_buffers(recurse=False)):
+                m.register_buffer(name, buffer, persistent=False)
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """The front-ends' settings (``fps``, ``size``, ``sample_rate``, ``n_mels``, ``n_fft``, ``spec_hop_s``)."""
+        return {**self.video_front_end.preprocessing, **self.audio_front_end.preprocessing}
+
+    def inputs(self, frames: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoded media -> the CNNs' inputs (:func:`front_end_inputs` with this model's front-ends)."""
+        return front_end_inputs(self.video_front_end, self.audio_front_end, frames, audio)
+
+    def embed(self, frames: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 frames ``(B, T, H, W, 3)`` at ``fps`` and audio ``(B, S)`` at ``sample_rate``, starting together
+        -> embeddings ``v (B, D, T', h, w)``, ``a (B, D, T')`` (``T' = T`` unless the audio ends earlier)."""
+        video, spec = self.inputs(frames, audio)
+        out = self.forward_features({"video": video, "spec": spec})
+        return out["video"], out["spec"]
 
     def video_features(self, video: torch.Tensor) -> torch.Tensor:
         """``(B, 3, T, H, W)`` normalized frames -> ``(B, D, T, H/4, W/4)``."""
@@ -74,7 +115,7 @@ class AVLocalizer(Encoder):
         return self.video(torch.cat([video, diff], dim=1))
 
     def audio_features(self, spec: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, F, 4T)`` log-mel at a 10 ms hop -> ``(B, D, T)``, one step per 40 ms video frame."""
+        """``(B, 1, F, Ta)`` log-mel from the audio front-end -> ``(B, D, T)``, one step per video frame."""
         return self.spec_proj(self.spec.forward_features(spec).mean(2))
 
     def forward_features(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -90,6 +131,17 @@ class AVLocalizer(Encoder):
 
     def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def front_end_inputs(
+    video_front_end: VideoFrontEnd, audio_front_end: AudioFrontEnd, frames: torch.Tensor, audio: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 frames ``(B, T, H, W, 3)`` of any size and audio ``(B, S)`` that starts with them -> normalized
+    video ``(B, 3, T, size, size)`` and log-mel ``(B, 1, n_mels, hops)``, the hops of the ``T`` frames (fewer
+    if the audio ends earlier)."""
+    video = resize_video(video_front_end(frames), video_front_end.size)
+    spec = audio_front_end(audio)[..., : frames.shape[1] * audio_front_end.hops_per_token]
+    return video, spec
 
 
 def similarity(v: torch.Tensor, a: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -149,7 +201,7 @@ def sync_features(net: nn.Module, video: torch.Tensor, spec: torch.Tensor) -> tu
     Args:
         net: an ``avsync_tconv`` model (``AVClassifier`` with ``TemporalConvFusion``).
         video: ``(B, 3, T, H, W)`` normalized frames.
-        spec: ``(B, 1, F, 4T)`` log-mel.
+        spec: ``(B, 1, F, Ta)`` log-mel, ``Ta / T`` the spectrogram CNN's time stride.
 
     Returns:
         Video features ``(B, D, T, h, w)`` and audio features ``(B, D, T)``, before time encodings.
@@ -188,13 +240,14 @@ LOCALIZER_INPUT = {"video": (3, 25, 64, 64), "spec": (1, 64, 100)}  # 1 s: 25 fr
 
 
 @register_model(input_size=LOCALIZER_INPUT)
-def avloc(dim: int = 32) -> AVLocalizer:
+def avloc(dim: int = 32, **front_end: Any) -> AVLocalizer:
     """Sound source localizer: 3D CNN (16-32-64, stride 4, frame differences) and log-mel CNN, time-resolved
-    embeddings of width 32 per frame, cosine maps."""
-    return AVLocalizer((16, 32, 64), (16, 32, 64), dim)
+    embeddings of width 32 per frame, cosine maps. ``front_end``: ``fps`` (25), ``size`` (64), ``sample_rate``
+    (16000), ``n_mels`` (64)."""
+    return AVLocalizer((16, 32, 64), (16, 32, 64), dim, **front_end)
 
 
 @register_model(input_size={"video": (3, 8, 32, 32), "spec": (1, 32, 32)})
-def avloc_tiny(dim: int = 8) -> AVLocalizer:
+def avloc_tiny(dim: int = 8, **front_end: Any) -> AVLocalizer:
     """Tiny sound source localizer for tests."""
-    return AVLocalizer((4, 8, 8), (4, 8, 8), dim)
+    return AVLocalizer((4, 8, 8), (4, 8, 8), dim, **front_end)

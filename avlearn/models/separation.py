@@ -7,10 +7,13 @@
     crops of stream k (B, T, h, w, 3) ─► CropEncoder ─► (B, D, T) one vector per video frame ─────────┘  concat,
                                                                    dilated convs, decoder with skips ─► mask_k
 
-The STFT hop is 10 ms, so after the encoder's 4x time stride one bottleneck column is one 40 ms video
-frame and the visual features join without resampling. The encoder runs once per mixture; the
-bottleneck fusion and the decoder run once per visual stream. The mask is complex (real and imaginary
-part, each bounded to (-5, 5) by a scaled tanh), multiplied with the mixture STFT.
+The model owns its front-end (:class:`SeparatorFrontEnd`: sample rate, STFT, the video frame rate of the
+crops), so training and ``avlearn separate`` both call :meth:`MaskUNet.separate` on waveforms and crops. With
+the shipped settings the STFT hop is 10 ms, so after the encoder's time stride (4) one bottleneck column is
+one 40 ms video frame and the visual features join without resampling (at other rates they are resampled
+to the columns). The encoder runs once per mixture; the bottleneck fusion and the decoder run once per
+visual stream. The mask is complex (real and imaginary part, each bounded to (-5, 5) by a scaled tanh),
+multiplied with the mixture STFT.
 
 ``asep_unet_pit`` is the same network without the visual branch, its decoder emitting ``num_sources`` masks
 at once, trained with a permutation-invariant loss: the audio-only baseline of the same size.
@@ -18,9 +21,12 @@ at once, trained with a permutation-invariant loss: the audio-only baseline of t
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
+from avlearn.audio import STFT
 from avlearn.models.registry import register_model
 
 MASK_BOUND = 5.0
@@ -68,6 +74,34 @@ class CropEncoder(nn.Module):
         return self.temporal(f.reshape(b, t, -1).transpose(1, 2))  # (B, C, T) -> (B, D, T)
 
 
+class SeparatorFrontEnd(nn.Module):
+    """What a separator reads and gives back: mono audio at ``sample_rate`` through a Hann STFT of ``n_fft``
+    points every ``hop_length`` samples (inverted with the same), and crop tracks at ``fps`` frames per
+    second. The crops' size is the tracker's (recorded by the data as ``crop_size``): the crop encoder pools
+    to a fixed grid, so it is not a model setting.
+
+    Args:
+        sample_rate: audio rate in Hz.
+        n_fft: STFT size (512 at 16 kHz: 32 ms).
+        hop_length: STFT hop (160 at 16 kHz: 10 ms).
+        fps: frame rate of the crops.
+    """
+
+    def __init__(self, sample_rate: int = 16000, n_fft: int = 512, hop_length: int = 160, fps: float = 25.0):
+        super().__init__()
+        self.sample_rate, self.fps = int(sample_rate), float(fps)
+        self.stft = STFT(n_fft, hop_length)  # its window is a non-persistent buffer: not in checkpoints
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return {
+            "sample_rate": self.sample_rate,
+            "n_fft": self.stft.n_fft,
+            "hop_length": self.stft.hop_length,
+            "fps": self.fps,
+        }
+
+
 class MaskUNet(nn.Module):
     """U-Net over the time axis of the mixture spectrogram, frequency bins as channels, predicting complex masks.
 
@@ -86,9 +120,8 @@ class MaskUNet(nn.Module):
         num_masks: masks per forward (1 per visual stream; ``num_sources`` for the audio-only model).
         mid_layers: dilated layers at the bottleneck (dilations 1, 2, 4, ...).
         crop_widths: channels of the crop encoder's three conv layers.
+        front_end: :class:`SeparatorFrontEnd` arguments (``sample_rate``, ``n_fft``, ``hop_length``, ``fps``).
     """
-
-    bins = 256
 
     def __init__(
         self,
@@ -97,10 +130,13 @@ class MaskUNet(nn.Module):
         num_masks: int = 1,
         mid_layers: int = 5,
         crop_widths: tuple[int, int, int] = (32, 64, 128),
+        **front_end: Any,
     ):
         super().__init__()
         w1, w2, w3 = widths
         self.num_masks, self.visual_dim = num_masks, visual_dim
+        self.front_end = SeparatorFrontEnd(**front_end)
+        self.bins = self.front_end.stft.n_fft // 2  # the STFT's bins but the Nyquist one (its mask is copied)
         self.crops = CropEncoder(visual_dim, crop_widths) if visual_dim else None
         self.enc1 = nn.Sequential(_conv1d(self.bins, w1), _conv1d(w1, w1))
         self.enc2 = nn.Sequential(_conv1d(w1, w2, stride=2), _conv1d(w2, w2))
@@ -112,15 +148,41 @@ class MaskUNet(nn.Module):
         self.up1 = nn.ConvTranspose1d(w2, w1, 2, 2)
         self.dec1 = nn.Sequential(_conv1d(2 * w1, w1), _conv1d(w1, w1))
         self.head = nn.Conv1d(w1, 2 * self.bins * num_masks, 1)
+        self.time_stride = 1  # STFT frames per bottleneck column: the product of the encoder's strides
+        for m in (*self.enc1.modules(), *self.enc2.modules(), *self.enc3.modules()):
+            if isinstance(m, nn.Conv1d):
+                self.time_stride *= m.stride[0]
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return self.front_end.preprocessing
+
+    def separate(self, mixture: torch.Tensor, crops: torch.Tensor | None = None) -> torch.Tensor:
+        """``mixture (B, S)`` and, for the visual model, ``crops (B, K, T, h, w, 3)`` uint8 -> estimates ``(B, K, S)``.
+
+        The mixture is scaled to unit RMS, its STFT's log-magnitude goes through the network, the complex masks
+        multiply the STFT and the inverse STFT gives the estimates at the mixture's level. The STFT frames past
+        the last multiple of ``time_stride`` (fewer than that, at the end) get the last column's mask.
+        """
+        stft = self.front_end.stft
+        rms = mixture.pow(2).mean(-1, keepdim=True).sqrt() + 1e-4
+        spec = stft(mixture / rms)  # (B, F, Ta) complex
+        frames = spec.shape[-1] // self.time_stride * self.time_stride
+        mag = torch.log(spec[:, : self.bins, :frames].abs() + 1e-3)
+        inputs = {"mag": mag} if crops is None else {"mag": mag, "crops": crops}
+        masks = self(inputs).float()  # (B, K, bins, frames, 2)
+        masks = nn.functional.pad(masks, (0, 0, 0, spec.shape[-1] - frames, 0, 1), mode="replicate")
+        est = spec.unsqueeze(1) * torch.complex(masks[..., 0], masks[..., 1])
+        return stft.inverse(est, mixture.shape[-1]) * rms.unsqueeze(1)
 
     def encode(self, mag: torch.Tensor) -> list[torch.Tensor]:
-        """``(B, 256, Ta)`` log-magnitude -> features at 10, 20 and 40 ms."""
+        """``(B, bins, Ta)`` log-magnitude -> features at 1, 2 and 4 STFT hops (10, 20 and 40 ms as shipped)."""
         s1 = self.enc1(mag)
         s2 = self.enc2(s1)
         return [s1, s2, self.enc3(s2)]
 
     def decode(self, skips: list[torch.Tensor], visual: torch.Tensor | None) -> torch.Tensor:
-        """Encoder features (batch B) and visual features ``(B, D, T)`` -> masks ``(B, num_masks, 256, Ta, 2)``."""
+        """Encoder features (batch B) and visual features ``(B, D, T)`` -> masks ``(B, num_masks, bins, Ta, 2)``."""
         s1, s2, x = skips
         if visual is not None:
             if visual.shape[-1] != x.shape[-1]:
@@ -131,16 +193,16 @@ class MaskUNet(nn.Module):
             x = x + layer(x)
         x = self.dec2(torch.cat([self.up2(x), s2], dim=1))
         x = self.dec1(torch.cat([self.up1(x), s1], dim=1))
-        m = self.head(x)  # (B, 2 * 256 * K, Ta)
+        m = self.head(x)  # (B, 2 * bins * K, Ta)
         m = MASK_BOUND * torch.tanh(m / MASK_BOUND)
         b, _, t = m.shape
         return m.reshape(b, self.num_masks, 2, self.bins, t).permute(0, 1, 3, 4, 2)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``{"mag": (B, 256, Ta), "crops": (B, K, T, h, w, 3) uint8}`` (no crops for the audio-only model),
-        ``Ta`` a multiple of 4.
+        """``{"mag": (B, bins, Ta), "crops": (B, K, T, h, w, 3) uint8}`` (no crops for the audio-only model),
+        ``Ta`` a multiple of ``time_stride``.
 
-        Returns masks ``(B, K, 256, Ta, 2)`` (K = streams for the visual model, ``num_masks`` otherwise).
+        Returns masks ``(B, K, bins, Ta, 2)`` (K = streams for the visual model, ``num_masks`` otherwise).
         """
         mag, crops = inputs["mag"], inputs.get("crops")
         skips = self.encode(mag)
@@ -153,24 +215,28 @@ class MaskUNet(nn.Module):
 
 
 @register_model(input_size={"mag": (256, 200), "crops": (2, 50, 32, 48, 3)}, interface="separator")
-def avsep_unet(visual_dim: int = 128, widths: tuple[int, int, int] = (384, 448, 512), mid_layers: int = 5):
+def avsep_unet(
+    visual_dim: int = 128, widths: tuple[int, int, int] = (384, 448, 512), mid_layers: int = 5, **front_end: Any
+):
     """Visually guided mask U-Net: one complex mask per crop track (mouth or object)."""
-    return MaskUNet(tuple(widths), visual_dim=visual_dim, num_masks=1, mid_layers=mid_layers)
+    return MaskUNet(tuple(widths), visual_dim=visual_dim, num_masks=1, mid_layers=mid_layers, **front_end)
 
 
 @register_model(input_size={"mag": (256, 200), "crops": (2, 50, 32, 48, 3)}, interface="separator")
-def avsep_unet_tiny():
+def avsep_unet_tiny(**front_end: Any):
     """Test-sized avsep_unet."""
-    return MaskUNet((16, 16, 16), visual_dim=8, num_masks=1, mid_layers=1, crop_widths=(4, 4, 4))
+    return MaskUNet((16, 16, 16), visual_dim=8, num_masks=1, mid_layers=1, crop_widths=(4, 4, 4), **front_end)
 
 
 @register_model(input_size={"mag": (256, 200)}, interface="separator")
-def asep_unet_pit(num_sources: int = 2, widths: tuple[int, int, int] = (384, 448, 512), mid_layers: int = 5):
+def asep_unet_pit(
+    num_sources: int = 2, widths: tuple[int, int, int] = (384, 448, 512), mid_layers: int = 5, **front_end: Any
+):
     """Audio-only mask U-Net of the same size: ``num_sources`` complex masks, trained permutation-invariantly."""
-    return MaskUNet(tuple(widths), visual_dim=0, num_masks=num_sources, mid_layers=mid_layers)
+    return MaskUNet(tuple(widths), visual_dim=0, num_masks=num_sources, mid_layers=mid_layers, **front_end)
 
 
 @register_model(input_size={"mag": (256, 200)}, interface="separator")
-def asep_unet_pit_tiny():
+def asep_unet_pit_tiny(**front_end: Any):
     """Test-sized asep_unet_pit."""
-    return MaskUNet((16, 16, 16), visual_dim=0, num_masks=2, mid_layers=1)
+    return MaskUNet((16, 16, 16), visual_dim=0, num_masks=2, mid_layers=1, **front_end)

@@ -26,6 +26,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,9 @@ from avlearn.io import (
 )
 from avlearn.io.outdir import staged_output
 from avlearn.io.write import VideoWriter, atomic_path
-from avlearn.models.weights import CheckpointError, load_weights, read_weights_info
+from avlearn.models.frontend import AudioFrontEnd, VideoFrontEnd
+from avlearn.models.weights import CheckpointError, read_weights_info
+from avlearn.pipelines.checkpoints import load_model
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "localize_instruments"
 CHUNK_S = 20.0
@@ -59,39 +62,23 @@ class Localizer:
     """
 
     def __init__(self, checkpoint: str | Path = DEFAULT_CHECKPOINT):
-        from avlearn.audio import LogMel
-
         task = read_weights_info(checkpoint).get("task")
         if task not in ("localize", "sync"):
             raise CheckpointError(f"{checkpoint}: a '{task}' checkpoint; localize needs a 'localize' or 'sync' one")
-        net, doc = load_weights(checkpoint, task=task)
+        net, doc = load_model(checkpoint, task)
         if task == "sync" and doc["model"] != "avsync_tconv":
             raise CheckpointError(f"{checkpoint}: class activation maps need an avsync_tconv sync model")
+        pre = doc["preprocessing"]
         if task == "sync":
             # evaluate the stem's last conv at every position instead of every other: the same features on a
             # grid twice as dense (H/8 instead of H/16), since nothing after it looks at neighbours
             net.encoders["video"].features[-1][0].stride = (1, 1, 1)
+            self.front_ends = _sync_front_ends(pre)
         self.net, self.task, self.checkpoint = net.eval(), task, str(checkpoint)
-        pre = doc["preprocessing"]
         self.method = pre.get("method", "ezvsl") if task == "localize" else "sync_cam"
         self.fps, self.sample_rate, self.size = float(pre["fps"]), int(pre["sample_rate"]), int(pre["size"])
         self.num_frames = round(pre["window"] * self.fps)
         self.temperature = float(pre.get("temperature", 0.07))
-        hop = round(self.sample_rate * pre["spec_hop_s"])
-        self.logmel = LogMel(self.sample_rate, n_fft=512, hop_length=hop, n_mels=pre["n_mels"])
-
-    def _inputs(self, frames: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 ``(T, H, W, 3)`` frames of any size, ``(S,)`` audio -> model video ``(1, 3, T, s, s)``, spec."""
-        from avlearn.video.transforms import normalize_video
-
-        video = normalize_video(frames[None])  # (1, 3, T, H, W)
-        if video.shape[-2:] != (self.size, self.size):  # square, as in training
-            t = video.shape[2]
-            flat = video.transpose(1, 2).flatten(0, 1)  # (T, 3, H, W)
-            flat = F.interpolate(flat, size=(self.size, self.size), mode="bilinear", antialias=True)
-            video = flat.view(1, t, 3, self.size, self.size).transpose(1, 2)
-        spec = self.logmel(audio[None])[..., : 4 * frames.shape[0]].unsqueeze(1)  # (1, 1, F, 4T)
-        return video, spec
 
     @torch.no_grad()
     def frame_maps(
@@ -105,19 +92,18 @@ class Localizer:
             at: only these frames (default: all); the class activation maps then score only their windows.
             batch_size: windows scored together (class activation maps only).
         """
-        from avlearn.models.localize import sliding_similarity, sync_cam, sync_features
+        from avlearn.models.localize import front_end_inputs, sliding_similarity, sync_cam, sync_features
 
-        video, spec = self._inputs(frames, audio)
         t = frames.shape[0]
         if self.task == "localize":
-            out = self.net.forward_features({"video": video, "spec": spec})
-            maps = sliding_similarity(out["video"][0], out["spec"][0], self.num_frames)
+            v, a = self.net.embed(frames[None], audio[None])
+            maps = sliding_similarity(v[0], a[0], self.num_frames)
             if self.method == "attention":  # the map is the attention over locations, as the model was trained
                 maps = (maps.flatten(1) / self.temperature).softmax(1).view_as(maps)
             maps = F.pad(maps, (0, 0, 0, 0, 0, t - maps.shape[0]))  # the audio may end a frame early
             return maps if at is None else maps[at]
         # sync CAM: the stems once over the stretch, then the fusion on the window around each frame
-        f, a = sync_features(self.net, video, spec)
+        f, a = sync_features(self.net, *front_end_inputs(*self.front_ends, frames[None], audio[None]))
         n = min(self.num_frames, t, a.shape[-1])
         starts = [min(max(0, k - n // 2), min(t, a.shape[-1]) - n) for k in (range(t) if at is None else at)]
         maps = []
@@ -127,6 +113,15 @@ class Localizer:
             aw = torch.cat([a[..., s : s + n] for s in s0])
             maps.append(sync_cam(self.net, fw, aw))
         return torch.cat(maps)
+
+
+def _sync_front_ends(pre: dict[str, Any]) -> tuple[VideoFrontEnd, AudioFrontEnd]:
+    """The front-ends an ``avsync_tconv`` checkpoint's model was trained behind, from its preprocessing (that
+    model does not hold them): frames at ``fps`` and ``size``, log-mel at ``spec_hop_s``."""
+    fps = float(pre["fps"])
+    hops_per_frame = round(1 / (fps * pre["spec_hop_s"]))
+    audio = AudioFrontEnd(pre["sample_rate"], pre["n_mels"], token_rate=fps, hops_per_token=hops_per_frame)
+    return VideoFrontEnd(fps, pre["size"]), audio
 
 
 @dataclass

@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ from avlearn.io import (
 )
 from avlearn.io.outdir import staged_output
 from avlearn.io.write import VideoWriter, atomic_path
-from avlearn.models.weights import load_weights
+from avlearn.pipelines.checkpoints import load_model
 from avlearn.video.detect import FaceDetector
 from avlearn.video.faces import FaceTrack, crop_boxes, detection_step, link_tracks, mouth_boxes
 
@@ -77,17 +78,11 @@ class SeparationResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def load_separator(checkpoint: str | Path = DEFAULT_CHECKPOINT):
-    """``(Separation task in eval mode, preprocessing dict, model name)`` from a ``separation`` checkpoint."""
-    from avlearn.tasks.separate import Separation
-
-    net, doc = load_weights(checkpoint, task="separation")
-    pre = doc["preprocessing"]
-    task = Separation(
-        model=doc["model"], model_args=doc["model_args"], n_fft=pre["n_fft"], hop_length=pre["hop_length"]
-    )
-    task.net = net
-    return task.eval(), pre, doc["model"]
+def load_separator(checkpoint: str | Path = DEFAULT_CHECKPOINT) -> tuple[torch.nn.Module, dict[str, Any], str]:
+    """``(separator in eval mode, preprocessing, model name)`` from a ``separation`` checkpoint; the
+    separator's ``separate`` takes waveforms and crops (its front-end is its own)."""
+    net, doc = load_model(checkpoint, "separation")
+    return net, doc["preprocessing"], doc["model"]
 
 
 def _tracks_from_boxes(spec: list, num_frames: int, scale: float) -> list[FaceTrack]:
@@ -145,49 +140,21 @@ def separate_clip(
         CheckpointError: a missing checkpoint or one of another task.
     """
     t0 = time.perf_counter()
-    task, pre, model_name = load_separator(checkpoint)
-    fps, sr, window_s = pre["fps"], pre["sample_rate"], pre["window"]
+    net, pre, model_name = load_separator(checkpoint)
+    fps, sr = pre["fps"], pre["sample_rate"]
     info = probe(path)
-    if info.audio is None:
-        raise MissingStreamError(path, "has no audio stream: there is nothing to separate")
-    if info.video is None:
-        raise MissingStreamError(path, "has no video stream: separation is guided by the speakers' faces")
-    if info.duration < MIN_DURATION:
-        raise ClipRangeError(path, f"is {info.duration:.2f} s long; separation needs at least {MIN_DURATION} s")
-    notes = []
-    if info.audio.sample_rate != sr or info.audio.channels != 1:
-        notes.append(
-            f"audio is {info.audio.sample_rate} Hz with {info.audio.channels} channel(s); "
-            f"separated as {sr} Hz mono (channels averaged)"
-        )
+    notes = _check_clip(path, info, sr)
     short = min(info.video.display_size)
     size = MAX_SHORT_SIDE if short > MAX_SHORT_SIDE else None
     scale = short / MAX_SHORT_SIDE if size else 1.0
     sound = read_clip(path, 0.0, info.duration, sample_rate=sr, video=False)  # the whole mixture: small
-
-    # pass 1: count the frames backed by video and detect faces, keeping only their boxes
     detector = FaceDetector() if boxes is None else None
-    step = detection_step(fps)
-    detections: list[tuple[int, np.ndarray]] = []
-    n_video, t_detect = 0, 0.0
-    for f0, frames in _frame_chunks(path, 0, max(1, round(info.duration * fps)), fps, size):
-        if frames is None:
-            break  # the video ended early: no later frame is valid
-        n_video += len(frames)
-        if detector is not None:
-            t1 = time.perf_counter()
-            first = f0 + -f0 % step  # the detection frames are 0, step, 2 step, ... of the clip
-            detections += [(t, detector(frames[t - f0].numpy())) for t in range(first, f0 + len(frames), step)]
-            t_detect += time.perf_counter() - t1
+    n_video, detections, t_detect = _scan_video(path, info.duration, fps, size, detector)
     valid_s = min(info.duration, n_video / fps, sound.audio_end / sr)  # ends: the sound may start late
     n_valid = max(1, round(valid_s * fps))
     audio = sound.audio[0, : round(n_valid / fps * sr)]
     t_pass1 = time.perf_counter()
-
-    if boxes is not None:
-        tracks = _tracks_from_boxes(boxes, n_valid, scale)
-    else:
-        tracks = link_tracks(detections, n_valid)
+    tracks = _tracks_from_boxes(boxes, n_valid, scale) if boxes is not None else link_tracks(detections, n_valid)
     if not tracks:
         raise NoFaceError(
             path,
@@ -196,20 +163,101 @@ def separate_clip(
         )
     if len(tracks) == 1:
         notes.append("one face found: its voice is separated from the background and any off-screen voices")
-
-    # pass 2: per batch of windows, the mouth crops of its frames (read once; a batch's last frames are the
-    # next one's first) and the model; the voices are overlap-added as the windows come
     mouths = [mouth_boxes(tr.boxes) for tr in tracks]
-    crop_size = tuple(pre["crop_size"])
-    win_f, win_s = round(window_s * fps), round(window_s * sr)
-    total_f = max(n_valid, win_f)  # short clip: the last crop is held, the audio padded with silence
+    voices = _separate_windows(net, path, audio, mouths, n_valid, size, pre, batch_size)
+    t_sep = time.perf_counter()
+    timings = {"decode_s": t_pass1 - t0 - t_detect, "detect_s": t_detect, "separate_s": t_sep - t_pass1}
+    return SeparationResult(
+        str(path), sr, fps, voices, audio, tracks, n_valid, size, scale, str(checkpoint), model_name, notes, timings
+    )
+
+
+def _check_clip(path: str | Path, info, sample_rate: int) -> list[str]:
+    """Refuses a clip without sound or picture or too short; returns notes on how its audio is converted."""
+    if info.audio is None:
+        raise MissingStreamError(path, "has no audio stream: there is nothing to separate")
+    if info.video is None:
+        raise MissingStreamError(path, "has no video stream: separation is guided by the speakers' faces")
+    if info.duration < MIN_DURATION:
+        raise ClipRangeError(path, f"is {info.duration:.2f} s long; separation needs at least {MIN_DURATION} s")
+    if info.audio.sample_rate != sample_rate or info.audio.channels != 1:
+        return [
+            f"audio is {info.audio.sample_rate} Hz with {info.audio.channels} channel(s); "
+            f"separated as {sample_rate} Hz mono (channels averaged)"
+        ]
+    return []
+
+
+def _scan_video(
+    path: str | Path, duration: float, fps: float, size: int | None, detector: FaceDetector | None
+) -> tuple[int, list[tuple[int, np.ndarray]], float]:
+    """Pass 1 over the frames: ``(frames backed by video, face detections, seconds spent detecting)``.
+
+    Only the detections' boxes are kept (on frames 0, step, 2 step, ... of the clip, as
+    :func:`avlearn.video.faces.track_faces` detects); no detection without a ``detector``.
+    """
+    step = detection_step(fps)
+    detections: list[tuple[int, np.ndarray]] = []
+    n_video, t_detect = 0, 0.0
+    for f0, frames in _frame_chunks(path, 0, max(1, round(duration * fps)), fps, size):
+        if frames is None:
+            break  # the video ended early: no later frame is valid
+        n_video += len(frames)
+        if detector is not None:
+            t1 = time.perf_counter()
+            first = f0 + -f0 % step
+            detections += [(t, detector(frames[t - f0].numpy())) for t in range(first, f0 + len(frames), step)]
+            t_detect += time.perf_counter() - t1
+    return n_video, detections, t_detect
+
+
+def _separate_windows(
+    net: torch.nn.Module,
+    path: str | Path,
+    audio: torch.Tensor,
+    mouths: list[np.ndarray],
+    n_valid: int,
+    size: int | None,
+    pre: dict[str, Any],
+    batch_size: int,
+) -> torch.Tensor:
+    """Pass 2: the voices ``(K, S)`` of the mouth tracks ``mouths`` (``(T, 4)`` boxes each) in ``audio``.
+
+    The model runs on windows of its length with a half-window hop; their estimates are overlap-added with a
+    Hann weight. A clip shorter than a window is padded (the last crop held, the audio padded with silence).
+    """
+    fps, sr = pre["fps"], pre["sample_rate"]
+    win_f, win_s = round(pre["window"] * fps), round(pre["window"] * sr)
+    total_f = max(n_valid, win_f)
     total_s = round(total_f / fps * sr)
     padded = torch.nn.functional.pad(audio, (0, total_s - audio.shape[0]))
-    starts = _window_starts(total_f, win_f)
     weight = torch.hann_window(win_s, periodic=False) + 1e-3
-    out = torch.zeros(len(tracks), total_s)
+    out = torch.zeros(len(mouths), total_s)
     norm = torch.zeros(total_s)
-    crops = torch.zeros(len(tracks), 0, *crop_size, 3, dtype=torch.uint8)  # (K, T, h, w, 3) of frames lo..
+    windows = _crop_windows(path, mouths, _window_starts(total_f, win_f), win_f, n_valid, size, pre, batch_size)
+    for starts, crops in windows:
+        s0 = [round(f / fps * sr) for f in starts]
+        est = net.separate(torch.stack([padded[s : s + win_s] for s in s0]), crops)  # (B, K, S)
+        for s, e in zip(s0, est):
+            out[:, s : s + win_s] += e * weight
+            norm[s : s + win_s] += weight
+    return (out / norm)[:, : audio.shape[0]]
+
+
+def _crop_windows(
+    path: str | Path,
+    mouths: list[np.ndarray],
+    starts: list[int],
+    win_f: int,
+    n_valid: int,
+    size: int | None,
+    pre: dict[str, Any],
+    batch_size: int,
+):
+    """Yields ``(window starts, crops (B, K, win_f, h, w, 3))`` per batch of windows. Each frame is read once
+    (a batch's last frames are the next one's first); past the last valid frame the last crop is held."""
+    fps, crop_size = pre["fps"], tuple(pre["crop_size"])
+    crops = torch.zeros(len(mouths), 0, *crop_size, 3, dtype=torch.uint8)  # (K, T, h, w, 3) of frames lo..
     lo = 0
     for i in range(0, len(starts), batch_size):
         chunk = starts[i : i + batch_size]
@@ -222,19 +270,7 @@ def separate_clip(
             crops = torch.cat([crops, new], dim=1)
         if lo + crops.shape[1] < chunk[-1] + win_f:  # past the last frame: hold the last crop
             crops = torch.cat([crops, crops[:, -1:].expand(-1, chunk[-1] + win_f - lo - crops.shape[1], -1, -1, -1)], 1)
-        s0 = [round(f / fps * sr) for f in chunk]
-        mix = torch.stack([padded[s : s + win_s] for s in s0])
-        crp = torch.stack([crops[:, f - lo : f - lo + win_f] for f in chunk])  # (B, K, T, h, w, 3)
-        est = task.separate(mix, crp)  # (B, K, S)
-        for s, e in zip(s0, est):
-            out[:, s : s + win_s] += e * weight
-            norm[s : s + win_s] += weight
-    voices = (out / norm)[:, : audio.shape[0]]
-    t_sep = time.perf_counter()
-    timings = {"decode_s": t_pass1 - t0 - t_detect, "detect_s": t_detect, "separate_s": t_sep - t_pass1}
-    return SeparationResult(
-        str(path), sr, fps, voices, audio, tracks, n_valid, size, scale, str(checkpoint), model_name, notes, timings
-    )
+        yield chunk, torch.stack([crops[:, f - lo : f - lo + win_f] for f in chunk])
 
 
 def _frame_chunks(path: str | Path, start: int, stop: int, fps: float, size: int | None):

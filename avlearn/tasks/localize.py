@@ -21,6 +21,7 @@ objects) only picks the exported checkpoint.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +30,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avlearn.audio import LogMel
 from avlearn.data.cache import ClipArrays, decode_clips
 from avlearn.data.manifest import load_annotations, read_manifest
 from avlearn.models import create_model
 from avlearn.models.localize import pair_similarity, similarity
+from avlearn.tasks.checkpoints import FitError
 from avlearn.tasks.datamodule import WindowData
 from avlearn.tasks.export import checkpoint_info
 from avlearn.tasks.optim import adamw_one_cycle
-from avlearn.video.transforms import normalize_video
 
-SPEC_HOP_S = 0.01  # 10 ms log-mel hop: four spectrogram frames per 25 fps video frame
 METHODS = ("lvs", "ezvsl", "attention")
 
 
@@ -182,9 +181,8 @@ class LocalizationTask(L.LightningModule):
     Args:
         method: ``"lvs"``, ``"ezvsl"`` or ``"attention"``.
         model: registered localizer (its ``forward_features`` gives ``{"video": (B, D, T, h, w), "spec": (B, D, T)}``).
-        model_args: keyword arguments of its builder.
-        sample_rate: audio rate of the data.
-        n_mels: mel bands.
+        model_args: keyword arguments of its builder (its front-ends' ``fps``, ``size``, ``sample_rate`` and
+            ``n_mels`` among them; the first three must match the data's).
         temperature: of the contrastive logits (LVS and EZ-VSL use 0.07 and 0.03).
         eps_pos: LVS positive-region threshold on the cosine map.
         eps_neg: LVS background threshold.
@@ -201,8 +199,6 @@ class LocalizationTask(L.LightningModule):
         method: str = "ezvsl",
         model: str = "avloc",
         model_args: dict[str, Any] | None = None,
-        sample_rate: int = 16000,
-        n_mels: int = 64,
         temperature: float = 0.07,
         eps_pos: float = 0.65,
         eps_neg: float = 0.4,
@@ -216,14 +212,17 @@ class LocalizationTask(L.LightningModule):
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.save_hyperparameters()
         self.net = create_model(model, **(model_args or {}))
-        self.logmel = LogMel(sample_rate, n_fft=512, hop_length=round(sample_rate * SPEC_HOP_S), n_mels=n_mels)
 
-    def embed(self, frames: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 ``(B, T, H, W, 3)`` and ``(B, S)`` -> ``v (B, D, T, h, w)``, ``a (B, D, T)``."""
-        t = frames.shape[1]
-        spec = self.logmel(audio)[..., : 4 * t].unsqueeze(1)  # (B, S) -> (B, 1, F, 4T)
-        out = self.net.forward_features({"video": normalize_video(frames), "spec": spec})
-        return out["video"], out["spec"]
+    def setup(self, stage: str) -> None:
+        """Refuses data decoded other than the model's front-ends take (picture and sound would misalign)."""
+        data = getattr(self.trainer.datamodule, "preprocessing", None) or {}
+        clash = {k: data[k] for k, v in self.net.preprocessing.items() if data.get(k, v) != v}
+        if clash:
+            raise FitError(
+                f"the data is decoded at {clash} but the model's front-end takes "
+                f"{ {k: self.net.preprocessing[k] for k in clash} }: give the model the same, "
+                f"--model.init_args.model_args '{json.dumps(clash)}'"
+            )
 
     def maps(self, v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """Each clip's map for its own audio, ``(B, h, w)``: the cosine map, or the attention for ``attention``."""
@@ -269,12 +268,12 @@ class LocalizationTask(L.LightningModule):
         self.trainer.datamodule.train_set.set_epoch(self.current_epoch)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.loss(*self.embed(batch["video"], batch["audio"]))
+        loss = self.loss(*self.net.embed(batch["video"], batch["audio"]))
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        v, a = self.embed(batch["video"], batch["audio"])
+        v, a = self.net.embed(batch["video"], batch["audio"])
         self.log("val/loss", self.loss(v, a), sync_dist=True)
         target = batch["target"]  # (B, H, W)
         maps = F.interpolate(self.maps(v, a)[:, None].float(), size=target.shape[-2:], mode="bilinear")[:, 0]
@@ -288,4 +287,4 @@ class LocalizationTask(L.LightningModule):
     def export_info(self) -> dict[str, Any]:
         """What a checkpoint needs besides the tensors (see avlearn.models.weights)."""
         h = self.hparams
-        return checkpoint_info(self, n_mels=h.n_mels, spec_hop_s=SPEC_HOP_S, method=h.method, temperature=h.temperature)
+        return checkpoint_info(self, **self.net.preprocessing, method=h.method, temperature=h.temperature)

@@ -11,17 +11,18 @@ and takes the best assignment of outputs to references (permutation-invariant tr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 
-from avlearn.audio import STFT
 from avlearn.data.manifest import read_manifest
 from avlearn.data.separation import MixTracks, SourceTracks, extract_tracks
 from avlearn.metrics.separation import pit_assign, si_sdr
 from avlearn.models import create_model
+from avlearn.tasks.checkpoints import FitError
 from avlearn.tasks.datamodule import WindowData
 from avlearn.tasks.export import checkpoint_info
 from avlearn.tasks.optim import adamw_one_cycle
@@ -121,13 +122,12 @@ def snr_loss(estimate: torch.Tensor, reference: torch.Tensor, mixture: torch.Ten
 
 
 class Separation(L.LightningModule):
-    """Mask network + STFT + losses; ``separate`` is what inference calls.
+    """Mask network + losses; the network's own ``separate`` (front-end included) is what inference calls.
 
     Args:
         model: registered separator (``avsep_unet`` visual, ``asep_unet_pit`` audio-only).
-        model_args: keyword arguments of its builder.
-        n_fft: STFT size (512 at 16 kHz: 32 ms).
-        hop_length: STFT hop (160 at 16 kHz: 10 ms, four hops per 25 fps video frame).
+        model_args: keyword arguments of its builder (its front-end's ``sample_rate``, ``n_fft``, ``hop_length``
+            and ``fps`` among them; they must match the data's).
         lr: peak learning rate (AdamW, one-cycle).
         weight_decay: AdamW weight decay.
     """
@@ -138,41 +138,33 @@ class Separation(L.LightningModule):
         self,
         model: str = "avsep_unet",
         model_args: dict[str, Any] | None = None,
-        n_fft: int = 512,
-        hop_length: int = 160,
         lr: float = 2e-3,
         weight_decay: float = 0.01,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.net = create_model(model, **(model_args or {}))
-        self.stft = STFT(n_fft, hop_length)
         self.visual = getattr(self.net, "crops", None) is not None
 
-    def separate(self, mixture: torch.Tensor, crops: torch.Tensor | None = None) -> torch.Tensor:
-        """``mixture (B, S)`` and, for the visual model, ``crops (B, K, T, h, w, 3)`` -> estimates ``(B, K, S)``.
-
-        The STFT frames past the last multiple of 4 (at most 3 hops at the end) get the last column's mask.
-        """
-        rms = mixture.pow(2).mean(-1, keepdim=True).sqrt() + 1e-4
-        x = mixture / rms
-        spec = self.stft(x)  # (B, F, Ta) complex
-        bins, frames = spec.shape[-2] - 1, spec.shape[-1] // 4 * 4
-        mag = torch.log(spec[:, :bins, :frames].abs() + 1e-3)
-        inputs = {"mag": mag} if crops is None else {"mag": mag, "crops": crops}
-        masks = self.net(inputs).float()  # (B, K, bins, frames, 2)
-        masks = torch.nn.functional.pad(masks, (0, 0, 0, spec.shape[-1] - frames, 0, 1), mode="replicate")
-        est = spec.unsqueeze(1) * torch.complex(masks[..., 0], masks[..., 1])
-        return self.stft.inverse(est, mixture.shape[-1]) * rms.unsqueeze(1)
+    def setup(self, stage: str) -> None:
+        """Refuses data decoded at other rates than the model's front-end takes (sound and crops would misalign)."""
+        data = getattr(self.trainer.datamodule, "preprocessing", None) or {}
+        clash = {k: data[k] for k, v in self.net.preprocessing.items() if data.get(k, v) != v}
+        if clash:
+            raise FitError(
+                f"the data is decoded at {clash} but the model's front-end takes "
+                f"{ {k: self.net.preprocessing[k] for k in clash} }: give the model the same, "
+                f"--model.init_args.model_args '{json.dumps(clash)}'"
+            )
 
     def losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(loss per valid source, SI-SDR improvement per valid sounding source)``."""
         mix, refs, valid = batch["mixture"], batch["sources"], batch["valid"]
         if self.visual:
-            est = self.separate(mix, batch["crops"])
+            est = self.net.separate(mix, batch["crops"])
             per = snr_loss(est, refs, mix.unsqueeze(1))  # (B, K)
         else:
-            est = self.separate(mix)
+            est = self.net.separate(mix)
             k = est.shape[1]
             refs, valid = refs[:, :k], valid[:, :k]
             est = pit_assign(est, refs, snr_loss, larger_is_better=False, mixture=mix)
@@ -200,4 +192,4 @@ class Separation(L.LightningModule):
         return adamw_one_cycle(self, self.hparams.lr, self.hparams.weight_decay)
 
     def export_info(self) -> dict[str, Any]:
-        return checkpoint_info(self, n_fft=self.hparams.n_fft, hop_length=self.hparams.hop_length)
+        return checkpoint_info(self, **self.net.preprocessing)
