@@ -1,15 +1,15 @@
-"""Manifests, datasets and clip samplers, real data set adapters, and the synthetic worlds.
+"""Manifests, the clips they list (read lazily or from the decoded cache), the datasets every task draws its
+windows from, samplers, real data set adapters, and the synthetic worlds (see :mod:`avlearn.data.clips`).
 
 from avlearn.data import ManifestDataset, RandomClipSampler, collate
 ds = ManifestDataset("data/speakers/train.jsonl", clip_sampler=RandomClipSampler(1.0), with_sources=True)
 """
 
+from avlearn.data.clips import Draw, EpochShuffle, LazyClips
 from avlearn.data.datasets import (
     ManifestDataset,
-    MixDataset,
     RandomClipSampler,
     SlidingWindowSampler,
-    SyncOffsetDataset,
     UniformClipSampler,
     collate,
 )
@@ -24,12 +24,13 @@ from avlearn.data.manifest import (
 )
 
 __all__ = [
+    "Draw",
+    "EpochShuffle",
+    "LazyClips",
     "ManifestDataset",
     "ManifestError",
-    "MixDataset",
     "RandomClipSampler",
     "SlidingWindowSampler",
-    "SyncOffsetDataset",
     "UniformClipSampler",
     "collate",
     "label_vocabulary",

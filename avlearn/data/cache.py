@@ -1,10 +1,13 @@
-"""Decode a manifest's clips once into memory (and a safetensors cache file) for CPU training.
+"""The decoded-clip cache: a manifest's clips decoded once into memory (and a safetensors file) for CPU training.
 
 Decoding an mp4 window costs more than a small model's training step on a CPU, so recipes that run many
-epochs over a few thousand short clips decode each clip once at the training frame rate, size and sample
-rate, keep the arrays in memory, and store them beside the manifest for the next run. The cache key covers
-the manifest rows, the files' sizes and modification times, and the preprocessing, so a changed clip or
-setting is never served stale.
+epochs over a few thousand short clips can decode each clip once at the training frame rate, size and sample
+rate, keep the arrays in memory, and store them beside the manifest for the next run. :class:`ClipArrays`
+answers the same ``video_window(i, f0, n)`` / ``audio_window(i, s0, n)`` as
+:class:`avlearn.data.clips.LazyClips`, so the datasets are the same with or without it (:func:`open_clips`
+picks one). The cache key covers the manifest
+rows, the files' sizes and modification times, and the preprocessing, so a changed clip or setting is never
+served stale.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from avlearn.data.clips import LazyClips
+from avlearn.data.manifest import read_manifest
 from avlearn.io import MediaError, read_clip
 from avlearn.io.write import atomic_path
 
@@ -47,8 +52,24 @@ class ClipArrays:
     rows: list[dict[str, Any]]
 
     @property
+    def size(self) -> int:
+        return self.video.shape[2]
+
+    @property
     def duration(self) -> float:
         return self.video.shape[1] / self.fps
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def num_frames(self, i: int) -> int:
+        return self.video.shape[1]
+
+    def video_window(self, i: int, f0: int, n: int) -> torch.Tensor:
+        return self.video[i, f0 : f0 + n]
+
+    def audio_window(self, i: int, s0: int, n: int) -> torch.Tensor:
+        return self.audio[i, s0 : s0 + n]
 
 
 def _key(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
@@ -140,3 +161,34 @@ def decode_clips(
         with atomic_path(cache.with_suffix(".json")) as tmp:
             tmp.write_text(json.dumps([r["path"] for r, _ in kept]))
     return out
+
+
+CACHE_BUDGET = 4 << 30  # bytes of decoded clips that ``cache: null`` keeps in memory
+
+
+def decoded_bytes(rows: list[dict[str, Any]], *, fps: float, pixels: int, sample_rate: int) -> int:
+    """What decoding ``rows`` into memory takes, cut to the shortest row as :func:`decode_clips` does:
+    ``pixels`` uint8 RGB pixels per frame and float32 mono audio."""
+    seconds = len(rows) * min(r["end"] - r["start"] for r in rows)
+    return int(seconds * (fps * pixels * 3 + sample_rate * 4))
+
+
+def use_cache(cache: bool | None, rows: list[dict[str, Any]], *, fps: float, pixels: int, sample_rate: int) -> bool:
+    """``cache`` as given, or for None whether the decoded rows fit in :data:`CACHE_BUDGET` (a recipe's
+    small world is decoded once; a real data set is read lazily, with no other setting changed)."""
+    if cache is not None:
+        return cache
+    return decoded_bytes(rows, fps=fps, pixels=pixels, sample_rate=sample_rate) <= CACHE_BUDGET
+
+
+def open_clips(
+    manifest: str | os.PathLike, *, fps: float, size: int, sample_rate: int, cache: bool | None, workers: int = 2
+) -> ClipArrays | LazyClips:
+    """The clips of a manifest as the datasets read them: decoded lazily by the DataLoader workers, or, with
+    ``cache`` (None: when they fit in :data:`CACHE_BUDGET`), decoded once into memory and into
+    ``.avlearn-cache/`` beside the manifest."""
+    rows = read_manifest(manifest)
+    if not use_cache(cache, rows, fps=fps, pixels=size * size, sample_rate=sample_rate):
+        return LazyClips(rows, fps=fps, size=size, sample_rate=sample_rate)
+    folder = Path(manifest).parent / ".avlearn-cache"
+    return decode_clips(rows, fps=fps, size=size, sample_rate=sample_rate, cache_dir=folder, workers=workers)

@@ -1,8 +1,10 @@
-"""Map-style datasets over manifests: each item is a time window of a clip, read lazily through avlearn.io.
+"""The general dataset over manifests: each item is a time window of a row, read lazily through avlearn.io.
 
-A sample is a dict keyed by modality (the data contract in DESIGN.md)::
+The tasks' datasets (:mod:`avlearn.data.sync`, :mod:`avlearn.data.separation`, ...) cut their windows from
+the same reader (:mod:`avlearn.data.clips`); this one serves everything else a manifest holds (labels,
+segments, stems, annotations), in the same layout. A sample is a dict keyed by modality::
 
-    video        (C, T, H, W) uint8            audio        (1, S) float32 in [-1, 1]
+    video        (T, H, W, 3) uint8            audio        (S,) float32 mono in [-1, 1]
     video_valid  (T,) bool                     audio_valid  (S,) bool
     label        int64 index into ``dataset.labels`` (-1 if the row has none), or a multi-hot (L,) float
     start, duration  float seconds of the window in the file;  index  int row;  id, path  str
@@ -17,11 +19,10 @@ A sample is a dict keyed by modality (the data contract in DESIGN.md)::
     frame_label  (T,) int64 label index of the segment covering each frame, -1 where none does
 
 Which windows exist is decided by a clip sampler: :class:`RandomClipSampler` (one random window per row per
-epoch), :class:`UniformClipSampler` (n evenly spaced windows per row), :class:`SlidingWindowSampler`
-(every ``stride`` seconds). Without one, an item is the whole row.
-
-Two wrappers build training pairs: :class:`SyncOffsetDataset` (video with aligned or time-shifted audio,
-for synchronization) and :class:`MixDataset` (mix-and-separate: the audio of N items summed).
+epoch, drawn from ``(seed, epoch, index)`` of the :class:`~avlearn.data.clips.Draw` key that
+:class:`~avlearn.data.clips.EpochShuffle` yields, so DataLoader workers see every epoch's draw),
+:class:`UniformClipSampler` (n evenly spaced windows per row), :class:`SlidingWindowSampler` (every
+``stride`` seconds). Without one, an item is the whole row.
 
 Missing or unreadable files never stop an epoch: rows whose file is missing are dropped when the dataset
 is built (``dataset.num_missing`` counts them, a warning names the first few), and a file that fails to
@@ -42,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from avlearn.data.clips import Draw, draw_key
 from avlearn.data.manifest import label_vocabulary, load_annotations, read_manifest
 
 Sample = dict[str, Any]
@@ -56,7 +58,7 @@ class RandomClipSampler:
     def starts(self, start: float, end: float) -> list[float | None]:
         return [None]  # drawn at read time
 
-    def draw(self, start: float, end: float, generator: torch.Generator | None = None) -> float:
+    def draw(self, start: float, end: float, generator: torch.Generator) -> float:
         room = max(0.0, end - start - self.duration)
         return start + room * float(torch.rand(1, generator=generator))
 
@@ -113,6 +115,7 @@ class ManifestDataset(torch.utils.data.Dataset):
         transform: called on each sample dict (e.g. normalization); must return a dict.
         check_files: drop rows whose media file is missing (counted in ``num_missing``).
         max_retries: how many following items to try when one cannot be read.
+        seed: base seed of the random windows.
     """
 
     def __init__(
@@ -132,6 +135,7 @@ class ManifestDataset(torch.utils.data.Dataset):
         transform: Callable[[Sample], Sample] | None = None,
         check_files: bool = True,
         max_retries: int = 10,
+        seed: int = 0,
     ) -> None:
         rows = read_manifest(manifest) if isinstance(manifest, (str, os.PathLike)) else list(manifest)
         self.missing: list[str] = []
@@ -154,7 +158,7 @@ class ManifestDataset(torch.utils.data.Dataset):
         self.multi_label = multi_label
         self.with_sources, self.with_annotations = with_sources, with_annotations
         self.transform = transform
-        self.max_retries = max_retries
+        self.max_retries, self.seed = max_retries, seed
         self.num_failed = 0
         self._reported: set[str] = set()
         self.items: list[tuple[int, float | None]] = []
@@ -169,13 +173,14 @@ class ManifestDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, key: int | Draw) -> Sample:
         from avlearn.io import MediaError
 
+        index, epoch, _ = draw_key(key)
         for attempt in range(self.max_retries + 1):
             i = (index + attempt) % len(self.items)
             try:
-                sample = self._load(i)
+                sample = self._load(i, epoch)
             except (MediaError, OSError, ValueError, KeyError) as err:
                 self.num_failed += 1
                 path = self.rows[self.items[i][0]]["path"]
@@ -191,19 +196,20 @@ class ManifestDataset(torch.utils.data.Dataset):
 
     # ------------------------------------------------------------------------------------------------ loading
 
-    def _window(self, item: int) -> tuple[dict[str, Any], float, float]:
+    def _window(self, item: int, epoch: int) -> tuple[dict[str, Any], float, float]:
         r, start = self.items[item]
         row = self.rows[r]
         if self.clip_sampler is None:
             return row, row["start"], row["end"] - row["start"]
         if start is None:
-            start = self.clip_sampler.draw(row["start"], row["end"])
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 7919 + item)
+            start = self.clip_sampler.draw(row["start"], row["end"], g)
         return row, float(start), float(self.clip_sampler.duration)
 
-    def _load(self, item: int) -> Sample:
+    def _load(self, item: int, epoch: int) -> Sample:
         from avlearn.io import read_clip
 
-        row, start, duration = self._window(item)
+        row, start, duration = self._window(item, epoch)
         clip = read_clip(
             row["path"],
             start,
@@ -223,9 +229,9 @@ class ManifestDataset(torch.utils.data.Dataset):
             "duration": duration,
         }
         if clip.video is not None:
-            sample["video"], sample["video_valid"] = clip.video, clip.video_valid
+            sample["video"], sample["video_valid"] = clip.video.permute(1, 2, 3, 0).contiguous(), clip.video_valid
         if clip.audio is not None:
-            sample["audio"], sample["audio_valid"] = clip.audio, clip.audio_valid
+            sample["audio"], sample["audio_valid"] = clip.audio[0], clip.audio_valid
         sample["label"] = self._encode_labels(row.get("labels") or [])
         times = clip.video_times.numpy() if clip.video_times is not None else None
         if row.get("segments") is not None:
@@ -233,7 +239,7 @@ class ManifestDataset(torch.utils.data.Dataset):
         if self.with_sources:
             sample.update(self._sources(row, start, duration))
         if self.with_annotations and row.get("annotations") and times is not None:
-            sample.update(self._annotations(row, times, clip.video.shape[-2:]))
+            sample.update(self._annotations(row, times, clip.video.shape[-2:]))  # (C, T, H, W): H, W
         return sample
 
     def _encode_labels(self, names: list[str]) -> torch.Tensor:
@@ -325,113 +331,3 @@ def collate(batch: list[Sample]) -> Sample:
         else:
             out[key] = values
     return out
-
-
-class SyncOffsetDataset(ManifestDataset):
-    """Video windows with their audio either aligned or shifted in time, for synchronization training.
-
-    Each item reads ``duration`` s of video from a random start and ``duration`` s of audio from
-    ``start + offset``. With probability ``1 - negative_rate`` the offset is 0 (``label`` 1); otherwise it is
-    drawn uniformly with ``min_offset <= |offset| <= max_offset`` (``label`` 0), shrunk when the row is too
-    short for it (the audio window always lies inside the row). Owens & Efros (2018) shifted 4.2 s clips by
-    2-6 s with wrap-around; here shifts stay inside the clip, so scale them to its length.
-
-    Sample keys: ``video``, ``audio``, ``video_valid``, ``audio_valid``, ``offset`` (float seconds, audio
-    relative to video), ``label`` (float 1 = in sync), ``start``, ``index``, ``id``, ``path``.
-
-    Args:
-        manifest: manifest path or rows.
-        duration: window length in seconds.
-        max_offset: largest shift of a negative, seconds.
-        min_offset: smallest shift of a negative, seconds (keep it well outside the sync tolerance).
-        negative_rate: fraction of shifted items.
-        **kwargs: ``fps``, ``size``, ``sample_rate``, ``transform``, ``check_files``, ``max_retries`` as in
-            :class:`ManifestDataset`.
-    """
-
-    def __init__(
-        self,
-        manifest: str | os.PathLike | Sequence[dict[str, Any]],
-        *,
-        duration: float,
-        max_offset: float,
-        min_offset: float = 0.0,
-        negative_rate: float = 0.5,
-        **kwargs: Any,
-    ) -> None:
-        if not 0 <= min_offset <= max_offset:
-            raise ValueError(f"need 0 <= min_offset <= max_offset, got {min_offset} and {max_offset}")
-        if not 0 <= negative_rate <= 1:
-            raise ValueError(f"negative_rate must be in [0, 1], got {negative_rate}")
-        super().__init__(manifest, **kwargs)
-        self.duration, self.max_offset, self.min_offset, self.negative_rate = (
-            duration,
-            max_offset,
-            min_offset,
-            negative_rate,
-        )
-
-    def _load(self, item: int) -> Sample:
-        from avlearn.io import read_clip
-
-        row = self.rows[self.items[item][0]]
-        room = max(0.0, row["end"] - row["start"] - self.duration)
-        offset = 0.0
-        if float(torch.rand(1)) < self.negative_rate and room > 0:
-            magnitude = min(room, self.min_offset + (self.max_offset - self.min_offset) * float(torch.rand(1)))
-            offset = magnitude if float(torch.rand(1)) < 0.5 else -magnitude
-        lo, hi = row["start"] + max(0.0, -offset), row["start"] + room - max(0.0, offset)
-        start = lo + (hi - lo) * float(torch.rand(1))
-        kw = dict(sample_rate=self.sample_rate, mono=True)
-        video = read_clip(row["path"], start, self.duration, fps=self.fps, size=self.size, audio=False, **kw)
-        audio = read_clip(row["path"], start + offset, self.duration, video=False, **kw)
-        return {
-            "index": self.items[item][0],
-            "id": row.get("id", Path(row["path"]).stem),
-            "path": row["path"],
-            "start": start,
-            "video": video.video,
-            "video_valid": video.video_valid,
-            "audio": audio.audio,
-            "audio_valid": audio.audio_valid,
-            "offset": torch.tensor(offset, dtype=torch.float32),
-            "label": torch.tensor(1.0 if offset == 0.0 else 0.0),
-        }
-
-
-class MixDataset(torch.utils.data.Dataset):
-    """Mix-and-separate (Zhao et al. 2018, "The Sound of Pixels"): each item mixes the audio of N items.
-
-    Item ``i`` is ``base[i]`` plus ``num_mix - 1`` items drawn at random (different rows where possible);
-    their audio is summed into ``mix`` and kept as ``sources``, the targets a separator must recover from
-    the mixture guided by each item's ``video``.
-
-    Sample keys: ``mix`` (1, S); ``sources`` (N, S); ``video`` (N, C, T, H, W) when the base has video;
-    ``label`` (N,) when present; ``index`` (N,) base item indices.
-
-    Args:
-        base: a dataset whose items hold ``audio`` (1, S) of equal length (and optionally ``video``).
-        num_mix: number of items mixed (N).
-        scale: factor on the sum (``1 / num_mix`` keeps the mixture's level near one source's).
-    """
-
-    def __init__(self, base: torch.utils.data.Dataset, num_mix: int = 2, scale: float = 1.0) -> None:
-        if num_mix < 1:
-            raise ValueError(f"num_mix must be at least 1, got {num_mix}")
-        self.base, self.num_mix, self.scale = base, num_mix, scale
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, index: int) -> Sample:
-        n = len(self.base)
-        others = torch.randperm(n - 1)[: self.num_mix - 1] if n > 1 else torch.zeros(self.num_mix - 1, dtype=torch.long)
-        picks = [index] + [int(j) + (1 if n > 1 and int(j) >= index else 0) for j in others]
-        items = [self.base[j] for j in picks]
-        sources = torch.cat([it["audio"] for it in items], dim=0) * self.scale  # (N, S)
-        out: Sample = {"mix": sources.sum(dim=0, keepdim=True), "sources": sources, "index": torch.tensor(picks)}
-        if all("video" in it for it in items):
-            out["video"] = torch.stack([it["video"] for it in items])
-        if all("label" in it for it in items):
-            out["label"] = torch.stack([torch.as_tensor(it["label"]) for it in items])
-        return out

@@ -15,7 +15,7 @@ class ResumableLoader(torch.utils.data.DataLoader):
 
     Lightning saves ``state_dict()`` of every training loader that has one and hands it back on resume; it
     restarts the interrupted epoch, and this loader then skips the batches already trained on (it reads
-    and drops them: the order, e.g. :class:`~avlearn.data.sync.EpochShuffle`'s, must depend only on the
+    and drops them: the order, e.g. :class:`~avlearn.data.clips.EpochShuffle`'s, must depend only on the
     seed and the epoch for the skipped ones to be the same). A checkpoint at an epoch end skips nothing.
 
     Each pass draws its worker seed from the loader's own generator, not from torch's global one, so

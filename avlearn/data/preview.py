@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from avlearn.audio import LogMel
-from avlearn.data.cache import ClipArrays
+from avlearn.data.clips import Draw, draw_key
 from avlearn.video.transforms import normalize_video
 
 N_FFT = 512
@@ -45,47 +45,46 @@ class PreviewWindows(torch.utils.data.Dataset):
 
     Samples: ``video`` ``(T, H, W, 3)`` uint8 (the window's frames), ``audio`` ``(S,)``, ``label``. In training
     (``jitter > 0``) the window's start moves by up to ``jitter`` seconds and the frames are mirrored at
-    random (the held-out motion variants include mirrored ones); its label follows the moved window.
+    random (the held-out motion variants include mirrored ones), drawn from ``(seed, epoch, index)``; its
+    label follows the moved window.
 
     Args:
-        clips: decoded clips (equal length).
+        clips: :class:`~avlearn.data.clips.LazyClips` or the decoded cache (each clip gives
+            ``floor(length / window)`` windows).
         classes: class names, ``background`` last.
         window: seconds per window.
         jitter: maximal start shift in seconds (0 for validation).
         seed: base seed of the random draws.
     """
 
-    def __init__(self, clips: ClipArrays, classes: list[str], window: float = 1.0, jitter: float = 0.0,
+    def __init__(self, clips, classes: list[str], window: float = 1.0, jitter: float = 0.0,
                  seed: int = 0) -> None:  # fmt: skip
         self.clips, self.classes, self.window, self.jitter, self.seed = clips, classes, window, jitter, seed
-        self.epoch = 0
         self.num_frames = round(window * clips.fps)
         self.num_samples = round(window * clips.sample_rate)
-        self.per_clip = int(clips.duration // window)
-        if self.per_clip < 1:
+        self.items = [(c, k) for c in range(len(clips)) for k in range(clips.num_frames(c) // self.num_frames)]
+        if not self.items:
             raise ValueError(f"clips of {clips.duration:.2f} s hold no {window} s window")
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __len__(self) -> int:
-        return len(self.clips.rows) * self.per_clip
+        return len(self.items)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        clip, k = divmod(index, self.per_clip)
+    def __getitem__(self, key: int | Draw) -> dict[str, torch.Tensor]:
+        index, epoch, _ = draw_key(key)
+        clip, k = self.items[index]
         fps, sr = self.clips.fps, self.clips.sample_rate
         f0, flip = k * self.num_frames, False
         if self.jitter > 0:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            room = self.clips.video.shape[1] - self.num_frames
+            rng = np.random.default_rng([self.seed, epoch, index])
+            room = self.clips.num_frames(clip) - self.num_frames
             f0 = int(np.clip(f0 + rng.integers(-round(self.jitter * fps), round(self.jitter * fps) + 1), 0, room))
             flip = bool(rng.integers(2))
-        video = self.clips.video[clip, f0 : f0 + self.num_frames]
+        video = self.clips.video_window(clip, f0, self.num_frames)
         a0 = round(f0 / fps * sr)
         label = window_labels(self.clips.rows[clip], np.array([f0 / fps]), self.window, self.classes)[0]
         return {
             "video": video.flip(2) if flip else video,
-            "audio": self.clips.audio[clip, a0 : a0 + self.num_samples],
+            "audio": self.clips.audio_window(clip, a0, self.num_samples),
             "label": torch.tensor(label),
         }
 
@@ -94,35 +93,32 @@ class PreviewVideos(torch.utils.data.Dataset):
     """Whole videos, for the selector and for video-level validation.
 
     Samples: ``video`` ``(W * T, H, W, 3)`` uint8 (the frames of every window), ``audio`` ``(W * S,)``,
-    ``label`` (the video's action), ``window_labels`` ``(W,)``. ``flip`` mirrors a random half of the videos
-    (training).
+    ``label`` (the video's action), ``window_labels`` ``(W,)``; ``W`` is the number of windows the shortest
+    clip holds. ``flip`` mirrors a random half of the videos (training), drawn from ``(seed, epoch, index)``.
     """
 
-    def __init__(self, clips: ClipArrays, classes: list[str], window: float = 1.0, flip: bool = False,
+    def __init__(self, clips, classes: list[str], window: float = 1.0, flip: bool = False,
                  seed: int = 0) -> None:  # fmt: skip
         self.clips, self.classes, self.window, self.flip, self.seed = clips, classes, window, flip, seed
-        self.epoch = 0
         self.per_clip = int(clips.duration // window)
         if self.per_clip < 1:
             raise ValueError(f"clips of {clips.duration:.2f} s hold no {window} s window")
         self.num_frames = round(window * clips.fps) * self.per_clip
         self.num_samples = round(window * clips.sample_rate) * self.per_clip
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __len__(self) -> int:
-        return len(self.clips.rows)
+        return len(self.clips)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | Draw) -> dict[str, torch.Tensor]:
+        index, epoch, _ = draw_key(key)
         row = self.clips.rows[index]
-        video = self.clips.video[index, : self.num_frames]
-        if self.flip and np.random.default_rng([self.seed, self.epoch, index]).integers(2):
+        video = self.clips.video_window(index, 0, self.num_frames)
+        if self.flip and np.random.default_rng([self.seed, epoch, index]).integers(2):
             video = video.flip(2)
         starts = np.arange(self.per_clip) * self.window
         return {
             "video": video,
-            "audio": self.clips.audio[index, : self.num_samples],
+            "audio": self.clips.audio_window(index, 0, self.num_samples),
             "label": torch.tensor(self.classes.index(row["labels"][0])),
             "window_labels": torch.from_numpy(window_labels(row, starts, self.window, self.classes)),
         }

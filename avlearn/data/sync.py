@@ -12,26 +12,30 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from avlearn.data.cache import ClipArrays
+from avlearn.data.clips import Draw, draw_key
 
 
 class SyncWindows(torch.utils.data.Dataset):
-    """Random (training) or fixed (evaluation) windows of decoded clips with shifted audio.
+    """Random (training) or fixed (evaluation) windows of clips with shifted audio.
+
+    A training item's window, shifts and offset are drawn from ``(seed, epoch, index)`` of its
+    :class:`~avlearn.data.clips.Draw` key; the key's ``params`` may set ``min_shift`` for that epoch (a
+    curriculum). Clips too short for a window and its smallest shift are left out (``num_skipped``).
 
     Args:
-        clips: decoded clips (all of one length).
+        clips: :class:`~avlearn.data.clips.LazyClips` or the decoded cache (:class:`~avlearn.data.cache.ClipArrays`).
         window: window length in seconds.
-        min_shift: smallest |shift| of a negative, seconds (settable between epochs for a curriculum).
-        max_shift: largest |shift|, seconds (also bounded by the clip length).
+        min_shift: smallest |shift| of a negative, seconds (a :class:`Draw` may lower it for its epoch).
+        max_shift: largest |shift|, seconds (also bounded by each clip's length).
         num_shifted: negatives per window.
         max_offset_frames: range of the ``offset`` draws, in video frames (0: always 0).
         deterministic: draw window and shifts from the item index alone (evaluation).
-        seed: base seed of the deterministic draws.
+        seed: base seed of the draws.
     """
 
     def __init__(
         self,
-        clips: ClipArrays,
+        clips,
         window: float,
         *,
         min_shift: float,
@@ -41,30 +45,27 @@ class SyncWindows(torch.utils.data.Dataset):
         deterministic: bool = False,
         seed: int = 0,
     ):
-        if window >= clips.duration:
-            raise ValueError(f"window {window} s must be shorter than the clips ({clips.duration:.2f} s)")
         if not 0 < min_shift <= max_shift:
             raise ValueError(f"need 0 < min_shift <= max_shift, got {min_shift}, {max_shift}")
-        if min_shift > clips.duration - window:
+        self.num_frames = round(window * clips.fps)
+        self.num_samples = round(window * clips.sample_rate)
+        self.items = [i for i in range(len(clips)) if clips.num_frames(i) / clips.fps - window >= min_shift]
+        self.num_skipped = len(clips) - len(self.items)
+        if not self.items:
+            longest = max(clips.num_frames(i) for i in range(len(clips))) / clips.fps
             raise ValueError(
-                f"clips of {clips.duration:.2f} s leave no room for a {min_shift} s shift of a {window} s window"
+                f"clips of at most {longest:.2f} s leave no room for a {min_shift} s shift of a {window} s window"
             )
         self.clips, self.window = clips, window
         self.min_shift, self.max_shift, self.num_shifted = min_shift, max_shift, num_shifted
         self.max_offset_frames = max_offset_frames
-        self.deterministic, self.seed, self.epoch = deterministic, seed, 0
-        self.num_frames = round(window * clips.fps)
-        self.num_samples = round(window * clips.sample_rate)
+        self.deterministic, self.seed = deterministic, seed
 
     def __len__(self) -> int:
-        return len(self.clips.rows)
+        return len(self.items)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Training draws are a function of (seed, epoch, index), so a resumed run sees the same windows."""
-        self.epoch = epoch
-
-    def _draw(self, rng: np.random.Generator) -> tuple[int, list[float]]:
-        fps, length = self.clips.fps, self.clips.duration
+    def _draw(self, rng: np.random.Generator, length: float, min_shift: float) -> tuple[int, list[float]]:
+        fps = self.clips.fps
         room = length - self.window  # window starts lie in [0, room]
         for _ in range(100):
             start_frame = int(rng.integers(0, int(room * fps) + 1))
@@ -72,9 +73,9 @@ class SyncWindows(torch.utils.data.Dataset):
             lo, hi = -s, room - s  # shifts keeping the audio window inside the clip
             shifts = []
             for _ in range(self.num_shifted):
-                sides = [(-min(self.max_shift, -lo), -self.min_shift)] if -lo >= self.min_shift else []
-                if hi >= self.min_shift:
-                    sides.append((self.min_shift, min(self.max_shift, hi)))
+                sides = [(-min(self.max_shift, -lo), -min_shift)] if -lo >= min_shift else []
+                if hi >= min_shift:
+                    sides.append((min_shift, min(self.max_shift, hi)))
                 if not sides:
                     break
                 a, b = sides[int(rng.integers(len(sides)))]
@@ -83,45 +84,28 @@ class SyncWindows(torch.utils.data.Dataset):
                 return start_frame, shifts
         raise RuntimeError("could not place a shifted window; lower min_shift or the window length")
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        key = [self.seed, index] if self.deterministic else [self.seed, self.epoch, index, 1]
-        rng = np.random.default_rng(key)
-        start_frame, shifts = self._draw(rng)
-        sr = self.clips.sample_rate
-        a0 = round(start_frame / self.clips.fps * sr)
-        audio = self.clips.audio[index]
-        shifted = torch.stack([audio[a0 + round(d * sr) :][: self.num_samples] for d in shifts])
-        total = self.clips.video.shape[1]  # frames per clip
+    def __getitem__(self, key: int | Draw) -> dict[str, torch.Tensor]:
+        index, epoch, params = draw_key(key)
+        rng_key = [self.seed, index] if self.deterministic else [self.seed, epoch, index, 1]
+        rng = np.random.default_rng(rng_key)
+        clip = self.items[index]
+        fps, sr = self.clips.fps, self.clips.sample_rate
+        total = self.clips.num_frames(clip)
+        start_frame, shifts = self._draw(rng, total / fps, params.get("min_shift", self.min_shift))
         k = self.max_offset_frames
         offset = int(rng.integers(max(-k, -start_frame), min(k, total - self.num_frames - start_frame) + 1))
-        o0 = round((start_frame + offset) / self.clips.fps * sr)
+        a0 = round(start_frame / fps * sr)
+        starts = [a0 + round(d * sr) for d in shifts]
+        o0 = round((start_frame + offset) / fps * sr)
+        lo = min(a0, o0, *starts)  # one read of the audio all the windows lie in
+        audio = self.clips.audio_window(clip, lo, max(a0, o0, *starts) + self.num_samples - lo)
+        n = self.num_samples
         return {
-            "video": self.clips.video[index, start_frame : start_frame + self.num_frames],
-            "audio": audio[a0 : a0 + self.num_samples],
-            "shifted": shifted,
+            "video": self.clips.video_window(clip, start_frame, self.num_frames),
+            "audio": audio[a0 - lo : a0 - lo + n],
+            "shifted": torch.stack([audio[s - lo : s - lo + n] for s in starts]),
             "shifts": torch.tensor(shifts, dtype=torch.float32),
-            "offset_audio": audio[o0 : o0 + self.num_samples],
+            "offset_audio": audio[o0 - lo : o0 - lo + n],
             "offset": torch.tensor(offset),
-            "index": torch.tensor(index),
+            "index": torch.tensor(clip),
         }
-
-
-class EpochShuffle(torch.utils.data.Sampler[int]):
-    """A random order that depends only on (seed, epoch): resuming at an epoch boundary replays the same order.
-
-    Lightning calls ``set_epoch`` at each epoch start (and swaps in a DistributedSampler, seeded the same
-    way, under DDP).
-    """
-
-    def __init__(self, num_items: int, seed: int = 0):
-        self.num_items, self.seed, self.epoch = num_items, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.num_items
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-        return iter(torch.randperm(self.num_items, generator=g).tolist())

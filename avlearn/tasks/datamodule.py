@@ -1,28 +1,44 @@
-"""The DataModule base of the tasks: a seeded per-epoch training order that resumes exactly, validation in order."""
+"""The DataModule base of the tasks: clips read lazily or from the decoded cache, a seeded per-epoch training
+order that resumes exactly and carries the task's per-epoch parameters to the workers, validation in order."""
 
 from __future__ import annotations
 
 import lightning as L
 import torch
 
+from avlearn.data.cache import ClipArrays, open_clips
+from avlearn.data.clips import EpochShuffle, LazyClips
 from avlearn.data.loader import ResumableLoader
-from avlearn.data.sync import EpochShuffle
 
 __all__ = ["WindowData"]
 
 
 class WindowData(L.LightningDataModule):
-    """Loaders shared by the data modules that cut windows from decoded clips in memory: training in the
-    seeded per-epoch order of :class:`~avlearn.data.sync.EpochShuffle` through a :class:`ResumableLoader`
-    (a run resumed at an epoch end or in the middle of one sees the same batches), validation in order.
-    Subclasses set ``train_set``/``val_set`` in ``setup`` and have ``batch_size``, ``num_workers`` and
-    ``seed`` hyperparameters."""
+    """Loaders shared by the tasks' data modules (see :mod:`avlearn.data.clips` for the data layer).
+
+    Training goes in the seeded per-epoch order of :class:`~avlearn.data.clips.EpochShuffle` through a
+    :class:`~avlearn.data.loader.ResumableLoader` (a run resumed at an epoch end or in the middle of one sees
+    the same batches), with persistent workers. When the task (the LightningModule) has a method
+    ``epoch_params(epoch) -> dict`` (a curriculum), its result travels in every training key of that epoch.
+    Subclasses set ``train_set``/``val_set`` in ``setup`` and have ``batch_size``, ``num_workers``, ``cache``
+    and ``seed`` hyperparameters (and ``fps``, ``size``, ``sample_rate`` to use :meth:`clips`).
+    """
+
+    def clips(self, manifest: str) -> ClipArrays | LazyClips:
+        """The manifest's clips at the data module's ``fps``, ``size`` and ``sample_rate``: decoded by the
+        loader's workers window by window, or once into memory with ``cache``."""
+        h = self.hparams
+        return open_clips(manifest, fps=h.fps, size=h.size, sample_rate=h.sample_rate, cache=h.cache)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        sampler = EpochShuffle(
+            len(self.train_set), seed=self.hparams.seed, params=getattr(module, "epoch_params", None)
+        )
         return ResumableLoader(
             self.train_set,
             batch_size=self.hparams.batch_size,
-            sampler=EpochShuffle(len(self.train_set), seed=self.hparams.seed),
+            sampler=sampler,
             drop_last=True,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
@@ -30,5 +46,8 @@ class WindowData(L.LightningDataModule):
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(
-            self.val_set, batch_size=self.hparams.batch_size, num_workers=self.hparams.num_workers
+            self.val_set,
+            batch_size=self.hparams.batch_size,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
         )

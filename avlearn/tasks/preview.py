@@ -16,14 +16,12 @@ every window (stage 2), skimming accuracy at K moments (stage 3); it picks the e
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 
-from avlearn.data.cache import ClipArrays, decode_clips
 from avlearn.data.manifest import read_manifest
 from avlearn.data.preview import (
     SPEC_HOP_S,
@@ -45,7 +43,7 @@ STAGES = ("teacher", "student", "skim")
 
 
 class PreviewData(WindowData):
-    """Decoded untrimmed videos cut into windows (stages 1-2) or whole (stage 3); validation on whole videos.
+    """Untrimmed videos cut into windows (stages 1-2) or whole (stage 3); validation on whole videos.
 
     Args:
         train_manifest: JSONL manifest of training videos (``labels``, optionally ``segments``).
@@ -57,8 +55,11 @@ class PreviewData(WindowData):
         sample_rate: audio rate.
         jitter: training windows start up to this many seconds off the grid.
         batch_size: samples per batch.
-        num_workers: DataLoader workers (samples are cut from memory; 0 is usually fastest).
-        cache: keep decoded clips in a safetensors file beside each manifest.
+        num_workers: DataLoader workers, which decode the windows (with ``cache``, samples are cut from memory
+            and 0 is usually fastest).
+        cache: decode the clips once into memory and a safetensors file beside each manifest (small data
+            sets, many epochs); false reads each window from its file (any size); None (the default) caches
+            when the decoded clips fit in ``avlearn.data.cache.CACHE_BUDGET`` (4 GiB).
         seed: seed of the training order and augmentation.
     """
 
@@ -74,7 +75,7 @@ class PreviewData(WindowData):
         jitter: float = 0.5,
         batch_size: int = 32,
         num_workers: int = 0,
-        cache: bool = True,
+        cache: bool | None = None,
         seed: int = 0,
     ):
         super().__init__()
@@ -90,11 +91,6 @@ class PreviewData(WindowData):
         return {"window": h.window, "fps": h.fps, "size": h.size, "sample_rate": h.sample_rate,
                 "classes": self.classes}  # fmt: skip
 
-    def _clips(self, rows: list[dict[str, Any]], manifest: str) -> ClipArrays:
-        h = self.hparams
-        cache = Path(manifest).parent / ".avlearn-cache" if h.cache else None
-        return decode_clips(rows, fps=h.fps, size=h.size, sample_rate=h.sample_rate, cache_dir=cache)
-
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
         if self.train_set is not None:
@@ -104,15 +100,18 @@ class PreviewData(WindowData):
         unknown = {r["labels"][0] for r in val_rows} - set(self.classes)
         if unknown:
             raise ValueError(f"{h.val_manifest}: labels {sorted(unknown)} do not occur in {h.train_manifest}")
-        train = self._clips(train_rows, h.train_manifest)
+        train = self.clips(h.train_manifest)
         if h.unit == "window":
             self.train_set = PreviewWindows(train, self.classes, h.window, jitter=h.jitter, seed=h.seed)
         else:
             self.train_set = PreviewVideos(train, self.classes, h.window, flip=True, seed=h.seed)
-        self.val_set = PreviewVideos(self._clips(val_rows, h.val_manifest), self.classes, h.window)
+        self.val_set = PreviewVideos(self.clips(h.val_manifest), self.classes, h.window)
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(self.val_set, batch_size=4, num_workers=self.hparams.num_workers)
+        workers = self.hparams.num_workers
+        return torch.utils.data.DataLoader(
+            self.val_set, batch_size=4, num_workers=workers, persistent_workers=workers > 0
+        )
 
 
 def video_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -262,9 +261,6 @@ class ListenToLookTask(L.LightningModule):
         window_hits = (logits.argmax(-1) == batch["window_labels"]).float().mean()
         self.log("val/window_acc", window_hits, batch_size=b)
         self.log("val/acc", video_accuracy(probs, batch["label"]).mean(), prog_bar=True, batch_size=b)
-
-    def on_train_epoch_start(self) -> None:
-        self.trainer.datamodule.train_set.set_epoch(self.current_epoch)
 
     def configure_optimizers(self):
         return adamw_one_cycle(self, self.hparams.lr, self.hparams.weight_decay)
