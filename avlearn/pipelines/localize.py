@@ -247,86 +247,19 @@ def _localize_into(
     """
     loc = Localizer(checkpoint)
     info = probe(path)
-    for stream, name in ((info.video, "video"), (info.audio, "audio")):
-        if stream is None:
-            raise MissingStreamError(path, f"the file has no {name} stream; localize needs both picture and sound")
-    duration = info.duration if info.video.duration is None else info.video.start + info.video.duration
-    if duration < MIN_DURATION_S:
-        raise ClipRangeError(path, f"the clip is {duration:.2f} s long; localize needs at least {MIN_DURATION_S} s")
-    if duration < loc.num_frames / loc.fps:
-        warnings.warn(
-            f"{path}: the clip ({duration:.2f} s) is shorter than the model's {loc.num_frames / loc.fps:.2f} s "
-            "window; its maps come from fewer audio events and are less reliable",
-            stacklevel=2,
-        )
-    margin = (loc.num_frames // 2 + 4) / loc.fps  # half a window plus the CNN's temporal reach
+    duration = _check_clip(path, info, loc)
     total = max(1, math.floor(duration * loc.fps + 1e-6))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    # Streamed chunk by chunk: each chunk's overlay frames and original audio go straight into heatmap.mp4;
-    # only the per-frame peaks and the few frames grid.png shows are kept.
-    shown = {int(k): None for k in grid_indices(total)}  # frame index -> (frame, overlay)
-    peaks: list[FramePeak] = []
-    with contextlib.ExitStack() as stack:
-        writer = None
-        for c0 in range(0, total, round(CHUNK_S * loc.fps)):
-            c1 = min(total, c0 + round(CHUNK_S * loc.fps))
-            r0 = max(0, c0 - round(margin * loc.fps))
-            r1 = min(total, c1 + round(margin * loc.fps))
-            clip = read_clip(
-                path, r0 / loc.fps, (r1 - r0) / loc.fps, fps=loc.fps, size=size, sample_rate=loc.sample_rate
-            )
-            frames = clip.video.permute(1, 2, 3, 0)  # (C, T, H, W) -> (T, H, W, C)
-            audio = clip.audio[0]
-            maps = loc.frame_maps(frames, audio)
-            keep = slice(c0 - r0, c1 - r0)
-            level = window_rms_dbfs(audio, frames.shape[0], loc.fps, loc.sample_rate, loc.num_frames)[keep]
-            frames, maps = frames[keep], maps[keep].clone()  # a copy of its own, as one cat of chunks was
-            h, w = frames.shape[1:3]
-            if writer is None:
-                writer = stack.enter_context(
-                    VideoWriter(
-                        out / "heatmap.mp4",
-                        loc.fps,
-                        (h, w),
-                        audio_rate=info.audio.sample_rate,
-                        audio_channels=info.audio.channels,
-                        protect=[path],
-                    )
-                )
-            for b0 in range(0, len(frames), _BLOCK):  # a few frames at a time: the upsampled maps are large
-                block, silent = frames[b0 : b0 + _BLOCK], level[b0 : b0 + _BLOCK] < SILENCE_DBFS
-                small = maps[b0 : b0 + _BLOCK]
-                big = F.interpolate(small[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)[:, 0]
-                over = overlay(block, normalize_each(big), silent)
-                for j in range(len(block)):
-                    k = c0 + b0 + j
-                    time = round(k / loc.fps, 4)
-                    if silent[j]:
-                        peaks.append(FramePeak(time, True))
-                    else:
-                        y, x = divmod(int(big[j].argmax()), w)
-                        m = small[j]
-                        peaks.append(
-                            FramePeak(time, False, x, y, (x + 0.5) / w, (y + 0.5) / h, float(m.max()), float(m.mean()))
-                        )
-                    if k in shown:
-                        shown[k] = (block[j].clone(), over[j].clone())
-                writer.write(over)
-            last = c1 == total
-            writer.write_audio(_original_audio(path, info, c0 / loc.fps, None if last else c1 / loc.fps))
+    peaks, shown = _write_heatmap(path, info, loc, out / "heatmap.mp4", total, size)
     silent = torch.tensor([p.silent for p in peaks])
     if silent.all():
         warnings.warn(
             f"{path}: the audio is silent (below {SILENCE_DBFS:.0f} dBFS): no sound to localize", stacklevel=2
         )
-    grid = [shown[k] for k in sorted(shown)]
-    write_grid(
-        out / "grid.png",
-        torch.stack([f for f, _ in grid]),
-        torch.stack([o for _, o in grid]),
-        [peaks[k] for k in sorted(shown)],
-    )
+    frames, over = (torch.stack(x) for x in zip(*(shown[k] for k in sorted(shown))))
+    write_grid(out / "grid.png", frames, over, [peaks[k] for k in sorted(shown)])
+    h, w = frames.shape[1:3]
     doc = {
         "clip": str(path),
         "checkpoint": loc.checkpoint,
@@ -340,6 +273,100 @@ def _localize_into(
     with atomic_path(out / "peaks.json") as tmp:
         tmp.write_text(json.dumps(doc, indent=1) + "\n")
     return LocalizeResult(str(path), str(out), len(peaks), loc.fps, int(silent.sum()), loc.method, loc.checkpoint)
+
+
+def _check_clip(path: str | Path, info, loc: Localizer) -> float:
+    """The clip's duration (to the end of its picture); refuses a clip without picture or sound or too short,
+    and warns when it is shorter than the model's window."""
+    for stream, name in ((info.video, "video"), (info.audio, "audio")):
+        if stream is None:
+            raise MissingStreamError(path, f"the file has no {name} stream; localize needs both picture and sound")
+    duration = info.duration if info.video.duration is None else info.video.start + info.video.duration
+    if duration < MIN_DURATION_S:
+        raise ClipRangeError(path, f"the clip is {duration:.2f} s long; localize needs at least {MIN_DURATION_S} s")
+    if duration < loc.num_frames / loc.fps:
+        warnings.warn(
+            f"{path}: the clip ({duration:.2f} s) is shorter than the model's {loc.num_frames / loc.fps:.2f} s "
+            "window; its maps come from fewer audio events and are less reliable",
+            stacklevel=3,
+        )
+    return duration
+
+
+def _write_heatmap(
+    path: str | Path, info, loc: Localizer, target: Path, total: int, size: int
+) -> tuple[list[FramePeak], dict[int, tuple[torch.Tensor, torch.Tensor]]]:
+    """Streams ``heatmap.mp4`` chunk by chunk: each chunk's overlay frames and original audio are encoded as
+    they come. Returns the peak of every frame and, for the frames of :func:`grid_indices`, ``(frame,
+    overlay)``: all that is kept of the pictures."""
+    shown: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    grid = {int(k) for k in grid_indices(total)}
+    peaks: list[FramePeak] = []
+    chunk = round(CHUNK_S * loc.fps)
+    with contextlib.ExitStack() as stack:
+        writer = None
+        for c0 in range(0, total, chunk):
+            c1 = min(total, c0 + chunk)
+            frames, maps, level = _chunk_maps(path, loc, c0, c1, total, size)
+            h, w = frames.shape[1:3]
+            if writer is None:
+                writer = stack.enter_context(
+                    VideoWriter(
+                        target,
+                        loc.fps,
+                        (h, w),
+                        audio_rate=info.audio.sample_rate,
+                        audio_channels=info.audio.channels,
+                        protect=[path],
+                    )
+                )
+            for b0 in range(0, len(frames), _BLOCK):  # a few frames at a time: the upsampled maps are large
+                block, silent = frames[b0 : b0 + _BLOCK], level[b0 : b0 + _BLOCK] < SILENCE_DBFS
+                small = maps[b0 : b0 + _BLOCK]
+                big = F.interpolate(small[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+                over = overlay(block, normalize_each(big), silent)
+                peaks += _frame_peaks(c0 + b0, loc.fps, small, big, silent)
+                for j in range(len(block)):
+                    if c0 + b0 + j in grid:
+                        shown[c0 + b0 + j] = (block[j].clone(), over[j].clone())
+                writer.write(over)
+            writer.write_audio(_original_audio(path, info, c0 / loc.fps, None if c1 == total else c1 / loc.fps))
+    return peaks, shown
+
+
+def _chunk_maps(
+    path: str | Path, loc: Localizer, c0: int, c1: int, total: int, size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Frames ``c0..c1`` of the clip ``(T, H, W, 3)``, their maps ``(T, h, w)`` and window levels (dBFS). The
+    read reaches a margin past each end, so the maps near the chunk's edges see the same windows as anywhere
+    else."""
+    margin = loc.num_frames // 2 + 4  # frames: half a window plus the CNN's temporal reach
+    r0, r1 = max(0, c0 - margin), min(total, c1 + margin)
+    clip = read_clip(path, r0 / loc.fps, (r1 - r0) / loc.fps, fps=loc.fps, size=size, sample_rate=loc.sample_rate)
+    frames = clip.video.permute(1, 2, 3, 0)  # (C, T, H, W) -> (T, H, W, C)
+    audio = clip.audio[0]
+    maps = loc.frame_maps(frames, audio)
+    keep = slice(c0 - r0, c1 - r0)
+    level = window_rms_dbfs(audio, frames.shape[0], loc.fps, loc.sample_rate, loc.num_frames)[keep]
+    return frames[keep], maps[keep].clone(), level  # the maps: a copy of their own, as one cat of chunks was
+
+
+def _frame_peaks(
+    first: int, fps: float, small: torch.Tensor, big: torch.Tensor, silent: torch.Tensor
+) -> list[FramePeak]:
+    """The :class:`FramePeak` of frames ``first, first + 1, ...``: where the upsampled map ``big`` peaks (in
+    pixels of the written video and in [0, 1]) and the raw map ``small``'s maximum and mean."""
+    h, w = big.shape[1:]
+    peaks = []
+    for j in range(len(big)):
+        time = round((first + j) / fps, 4)
+        if silent[j]:
+            peaks.append(FramePeak(time, True))
+            continue
+        y, x = divmod(int(big[j].argmax()), w)
+        m = small[j]
+        peaks.append(FramePeak(time, False, x, y, (x + 0.5) / w, (y + 0.5) / h, float(m.max()), float(m.mean())))
+    return peaks
 
 
 def localize(

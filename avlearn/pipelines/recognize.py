@@ -124,14 +124,39 @@ def recognize(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     t0 = time.perf_counter()
     net, pre = model or load_recognizer(checkpoint)
-    classes, window = pre["classes"], float(pre["window"])
+    window = float(pre["window"])
     info = probe(path)
+    num_windows, method, notes = _plan(path, info, window, method, steps)
+    t1 = time.perf_counter()
+    windows, audio = _decode(path, pre, num_windows, method)
+    t2 = time.perf_counter()
+    indices, probs, macs = _classify(net, pre, windows, audio, method, min(steps, num_windows), count)
+    t3 = time.perf_counter()
+    top_classes, moments = _summary(pre["classes"], window, indices, probs, top)
+    return {
+        "input": str(path),
+        "duration": round(info.duration, 3),
+        "method": method,
+        "window": window,
+        "windows": num_windows,
+        "looked_at": len(moments),
+        "top": top_classes,
+        "moments": sorted(moments, key=lambda m: m["start"]) if method != "dense" else moments,
+        "gmacs": None if macs is None else round(macs / 1e9, 4),
+        "timings": {"load": round(t1 - t0, 3), "decode": round(t2 - t1, 3), "model": round(t3 - t2, 3)},
+        "notes": notes,
+        "checkpoint": str(checkpoint),
+    }
+
+
+def _plan(path: str | Path, info, window: float, method: str, steps: int) -> tuple[int, str, list[str]]:
+    """``(windows in the clip, method, notes)``: refuses a clip without picture or shorter than a window and a
+    ``steps`` below 1; a clip without sound is recognized densely."""
     if info.video is None:
         raise MissingStreamError(path, "the file has no video stream; recognize needs the picture")
-    duration = info.duration
-    num_windows = int(duration // window)
+    num_windows = int(info.duration // window)
     if num_windows < 1:
-        raise ClipRangeError(path, f"the clip is {duration:.2f} s long; recognize needs at least one {window:g} s "
+        raise ClipRangeError(path, f"the clip is {info.duration:.2f} s long; recognize needs at least one {window:g} s "
                                    "window")  # fmt: skip
     notes = []
     if info.audio is None and method != "dense":
@@ -140,22 +165,37 @@ def recognize(
                      "teacher on every window)")  # fmt: skip
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    k = min(steps, num_windows)
-    if method != "dense" and k < steps:
+    if method != "dense" and num_windows < steps:
         notes.append(f"the clip holds {num_windows} windows: looked at all of them")
     span = num_windows * window
-    if span < duration - 1e-3:
-        notes.append(f"the last {duration - span:.2f} s (less than a window) are not looked at")
+    if span < info.duration - 1e-3:
+        notes.append(f"the last {info.duration - span:.2f} s (less than a window) are not looked at")
+    return num_windows, method, notes
 
-    t1 = time.perf_counter()
+
+def _decode(path: str | Path, pre: dict[str, Any], num_windows: int, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The windows' frames ``(W, T, H, W, 3)`` and audio ``(W, S)`` (zeros for ``dense``, which does not listen)."""
     frames = _read_frames(path, pre, num_windows)
     if method != "dense":
-        audio = read_clip(path, 0.0, span, sample_rate=pre["sample_rate"], video=False).audio.mean(0)
+        audio = read_clip(path, 0.0, num_windows * float(pre["window"]), sample_rate=pre["sample_rate"], video=False)
+        audio = audio.audio.mean(0)
     else:
         audio = torch.zeros(num_windows)
-    windows, audio = split_windows(frames, audio, num_windows)  # (W, T, H, W, 3), (W, S)
-    t2 = time.perf_counter()
+    return split_windows(frames, audio, num_windows)
 
+
+def _classify(
+    net: torch.nn.Module,
+    pre: dict[str, Any],
+    windows: torch.Tensor,
+    audio: torch.Tensor,
+    method: str,
+    k: int,
+    count: bool,
+) -> tuple[torch.Tensor, torch.Tensor, int | None]:
+    """``(indices of the windows classified, their class probabilities, multiply-accumulates or None)``: the
+    skim chooses ``k`` windows (the log-mel's FFTs counted too), or the teacher classifies all (``dense``)."""
+    num_windows = windows.shape[0]
     logmel = window_logmel(pre["sample_rate"], pre["n_mels"], pre.get("spec_hop_s", SPEC_HOP_S))
 
     def run() -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,43 +210,36 @@ def recognize(
                 return indices[0], net.teacher(clip_input(windows[indices[0]])).softmax(-1)
             return indices[0], probs[0]
 
-    if count:
-        (indices, probs), macs = count_macs(run)
-        if method != "dense":
-            macs += stft_macs(num_windows * (audio.shape[-1] // logmel.hop_length + 1), N_FFT)
-    else:
-        (indices, probs), macs = run(), None
-    t3 = time.perf_counter()
+    if not count:
+        return *run(), None
+    (indices, probs), macs = count_macs(run)
+    if method != "dense":
+        macs += stft_macs(num_windows * (audio.shape[-1] // logmel.hop_length + 1), N_FFT)
+    return indices, probs, macs
 
+
+def _summary(
+    classes: list[str], window: float, indices: torch.Tensor, probs: torch.Tensor, top: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ``top`` actions (mean probability over the windows classified, and the segments whose most likely
+    class each is; background is not an answer) and every window classified with its most likely class."""
     mean = probs.mean(0)
-    order = mean[:-1].argsort(descending=True)[:top].tolist()  # actions only; background is not an answer
+    order = mean[:-1].argsort(descending=True)[:top].tolist()
     moment_class = probs.argmax(-1).tolist()
     moments = [
         {"start": round(i * window, 3), "end": round((i + 1) * window, 3), "label": classes[c],
          "probability": round(float(probs[j, c]), 4)}
         for j, (i, c) in enumerate(zip(indices.tolist(), moment_class))
     ]  # fmt: skip
-    return {
-        "input": str(path),
-        "duration": round(duration, 3),
-        "method": method,
-        "window": window,
-        "windows": num_windows,
-        "looked_at": len(moments),
-        "top": [
-            {
-                "label": classes[c],
-                "probability": round(float(mean[c]), 4),
-                "segments": _segments([i for i, m in zip(indices.tolist(), moment_class) if m == c], window),
-            }
-            for c in order
-        ],  # fmt: skip
-        "moments": sorted(moments, key=lambda m: m["start"]) if method != "dense" else moments,
-        "gmacs": None if macs is None else round(macs / 1e9, 4),
-        "timings": {"load": round(t1 - t0, 3), "decode": round(t2 - t1, 3), "model": round(t3 - t2, 3)},
-        "notes": notes,
-        "checkpoint": str(checkpoint),
-    }
+    top_classes = [
+        {
+            "label": classes[c],
+            "probability": round(float(mean[c]), 4),
+            "segments": _segments([i for i, m in zip(indices.tolist(), moment_class) if m == c], window),
+        }
+        for c in order
+    ]
+    return top_classes, moments
 
 
 def write_result(result: dict[str, Any], out: str | Path) -> Path:
