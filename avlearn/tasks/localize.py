@@ -22,7 +22,6 @@ objects) only picks the exported checkpoint.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -30,8 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avlearn.data.cache import ClipArrays, decode_clips
-from avlearn.data.manifest import load_annotations, read_manifest
+from avlearn.data.cache import ClipArrays
+from avlearn.data.clips import Draw, LazyClips, draw_key
+from avlearn.data.manifest import load_annotations
 from avlearn.models import create_model
 from avlearn.models.localize import pair_similarity, similarity
 from avlearn.tasks.checkpoints import FitError
@@ -62,61 +62,63 @@ def sounding_boxes_mask(annotation: dict[str, np.ndarray], frame: int, size: int
 
 
 class LocalizationWindows(torch.utils.data.Dataset):
-    """Windows of decoded clips: random in training, fixed and with targets for validation.
+    """Windows of clips: random in training, fixed and with targets for validation.
 
     Samples: ``video`` ``(T, H, W, 3)`` uint8, ``audio`` ``(S,)``; with ``starts`` also ``target``
-    ``(H, W)`` bool, the sounding objects' boxes at the window's centre frame.
+    ``(H, W)`` bool, the sounding objects' boxes at the window's centre frame (all False for a row without
+    ``annotations``: the pointing game needs annotated validation clips to mean anything).
 
     Args:
-        clips: decoded clips.
+        clips: :class:`~avlearn.data.clips.LazyClips` or the decoded cache.
         window: seconds per window.
-        starts: fixed window starts (seconds) for every clip; None draws one random start per clip and epoch.
+        starts: fixed window starts (seconds) for every clip; None draws one random start per clip from
+            ``(seed, epoch, index)`` of the :class:`~avlearn.data.clips.Draw` key.
         source_size: frame side of the annotations (with ``starts``).
         seed: base seed of the random draws.
     """
 
     def __init__(
         self,
-        clips: ClipArrays,
+        clips: ClipArrays | LazyClips,
         window: float,
         starts: list[float] | None = None,
         source_size: int | None = None,
         seed: int = 0,
     ):
-        self.clips, self.starts, self.seed, self.epoch = clips, starts, seed, 0
+        self.clips, self.starts, self.seed = clips, starts, seed
         self.num_frames = round(window * clips.fps)
         self.num_samples = round(window * clips.sample_rate)
-        if self.num_frames >= clips.video.shape[1]:
-            raise ValueError(f"window {window} s must be shorter than the clips ({clips.duration:.2f} s)")
+        shortest = min(clips.num_frames(i) for i in range(len(clips)))
+        if self.num_frames >= shortest:
+            raise ValueError(f"window {window} s must be shorter than the clips ({shortest / clips.fps:.2f} s)")
         self.targets = None
         if starts is not None:
-            size = clips.video.shape[2]
+            size = clips.size
             self.targets = []
             for row in clips.rows:
-                ann = load_annotations(row["annotations"])
+                ann = load_annotations(row["annotations"]) if row.get("annotations") else None
                 src = source_size or row.get("height") or size
                 for s in starts:
                     centre = round(s * clips.fps) + self.num_frames // 2
-                    self.targets.append(sounding_boxes_mask(ann, centre, size, src))
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+                    empty = torch.zeros(size, size, dtype=torch.bool)
+                    self.targets.append(empty if ann is None else sounding_boxes_mask(ann, centre, size, src))
 
     def __len__(self) -> int:
-        return len(self.clips.rows) * (len(self.starts) if self.starts is not None else 1)
+        return len(self.clips) * (len(self.starts) if self.starts is not None else 1)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | Draw) -> dict[str, torch.Tensor]:
+        index, epoch, _ = draw_key(key)
         if self.starts is None:
             clip = index
-            room = self.clips.video.shape[1] - self.num_frames
-            f0 = int(np.random.default_rng([self.seed, self.epoch, index]).integers(0, room + 1))
+            room = self.clips.num_frames(clip) - self.num_frames
+            f0 = int(np.random.default_rng([self.seed, epoch, index]).integers(0, room + 1))
         else:
             clip, k = divmod(index, len(self.starts))
             f0 = round(self.starts[k] * self.clips.fps)
         a0 = round(f0 / self.clips.fps * self.clips.sample_rate)
         sample = {
-            "video": self.clips.video[clip, f0 : f0 + self.num_frames],
-            "audio": self.clips.audio[clip, a0 : a0 + self.num_samples],
+            "video": self.clips.video_window(clip, f0, self.num_frames),
+            "audio": self.clips.audio_window(clip, a0, self.num_samples),
         }
         if self.targets is not None:
             sample["target"] = self.targets[index]
@@ -124,7 +126,7 @@ class LocalizationWindows(torch.utils.data.Dataset):
 
 
 class LocalizationData(WindowData):
-    """Decoded clips of a world (or any manifest) for localization training.
+    """Windows of a world's (or any manifest's) clips for localization training.
 
     Args:
         train_manifest: JSONL manifest of training clips (no annotations needed).
@@ -135,8 +137,11 @@ class LocalizationData(WindowData):
         sample_rate: audio rate.
         val_starts: window starts (seconds) evaluated in every validation clip.
         batch_size: examples per batch (the contrastive losses' negatives come from the batch).
-        num_workers: DataLoader workers (windows are cut from memory; 0 is usually fastest).
-        cache: keep decoded clips in a safetensors file beside each manifest.
+        num_workers: DataLoader workers, which decode the windows (with ``cache``, windows are cut from memory
+            and 0 is usually fastest).
+        cache: decode the clips once into memory and a safetensors file beside each manifest (small data
+            sets, many epochs); false reads each window from its file (any size); None (the default) caches
+            when the decoded clips fit in ``avlearn.data.cache.CACHE_BUDGET`` (4 GiB).
         seed: seed of the training order and windows.
     """
 
@@ -151,7 +156,7 @@ class LocalizationData(WindowData):
         val_starts: tuple[float, ...] = (0.5, 1.5, 2.5),
         batch_size: int = 32,
         num_workers: int = 0,
-        cache: bool = True,
+        cache: bool | None = None,
         seed: int = 0,
     ):
         super().__init__()
@@ -163,16 +168,11 @@ class LocalizationData(WindowData):
         h = self.hparams
         return {"window": h.window, "fps": h.fps, "size": h.size, "sample_rate": h.sample_rate}
 
-    def _clips(self, manifest: str) -> ClipArrays:
-        h = self.hparams
-        cache = Path(manifest).parent / ".avlearn-cache" if h.cache else None
-        return decode_clips(read_manifest(manifest), fps=h.fps, size=h.size, sample_rate=h.sample_rate, cache_dir=cache)
-
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
         if self.train_set is None:
-            self.train_set = LocalizationWindows(self._clips(h.train_manifest), h.window, seed=h.seed)
-            self.val_set = LocalizationWindows(self._clips(h.val_manifest), h.window, starts=list(h.val_starts))
+            self.train_set = LocalizationWindows(self.clips(h.train_manifest), h.window, seed=h.seed)
+            self.val_set = LocalizationWindows(self.clips(h.val_manifest), h.window, starts=list(h.val_starts))
 
 
 class LocalizationTask(L.LightningModule):
@@ -263,9 +263,6 @@ class LocalizationTask(L.LightningModule):
             z = F.normalize(torch.einsum("bkl,bl->bk", vn.flatten(2), att), dim=1)
             dists.append((z - an[audio_idx]).square().sum(1))
         return F.relu(dists[0] - dists[1] + h.margin).mean()
-
-    def on_train_epoch_start(self) -> None:
-        self.trainer.datamodule.train_set.set_epoch(self.current_epoch)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(*self.net.embed(batch["video"], batch["audio"]))

@@ -12,14 +12,12 @@ and takes the best assignment of outputs to references (permutation-invariant tr
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 
-from avlearn.data.manifest import read_manifest
-from avlearn.data.separation import MixTracks, SourceTracks, extract_tracks
+from avlearn.data.separation import MixTracks, SourceTracks, TrackIndex, open_tracks
 from avlearn.metrics.separation import pit_assign, si_sdr
 from avlearn.models import create_model
 from avlearn.tasks.checkpoints import FitError
@@ -47,9 +45,13 @@ class SeparationData(WindowData):
         sample_rate: audio rate.
         batch_size: mixtures per batch.
         val_items: fixed validation mixtures.
-        cache: keep extracted tracks beside each manifest.
+        cache: decode the tracks once into memory and beside each manifest (small data sets, many epochs);
+            false finds the tracks (face tracking where there are no annotated boxes) and reads each window
+            from its files, writing nothing; None (the default) caches when the decoded crops and stems fit
+            in ``avlearn.data.cache.CACHE_BUDGET`` (4 GiB).
         seed: seed of the training draws and their order.
-        num_workers: DataLoader workers (mixtures are cut from memory; 0 is usually fastest).
+        num_workers: DataLoader workers, which decode the windows (with ``cache``, mixtures are cut from memory
+            and 0 is usually fastest).
     """
 
     def __init__(
@@ -64,7 +66,7 @@ class SeparationData(WindowData):
         sample_rate: int = 16000,
         batch_size: int = 16,
         val_items: int = 256,
-        cache: bool = True,
+        cache: bool | None = None,
         seed: int = 0,
         num_workers: int = 0,
     ):
@@ -75,19 +77,18 @@ class SeparationData(WindowData):
     @property
     def preprocessing(self) -> dict[str, Any]:
         h = self.hparams
-        crops = self.train_set.tracks.crops if self.train_set is not None else None
+        tracks = self.train_set.tracks if self.train_set is not None else None
         return {
             "window": h.window,
             "fps": h.fps,
             "sample_rate": h.sample_rate,
-            "crop_size": list(crops.shape[2:4]) if crops is not None else None,
-            "world": self.train_set.tracks.rows[0].get("world") if self.train_set is not None else None,
+            "crop_size": list(tracks.crop_size) if tracks is not None else None,
+            "world": tracks.rows[0].get("world") if tracks is not None else None,
         }
 
-    def tracks(self, manifest: str) -> SourceTracks:
+    def tracks(self, manifest: str) -> TrackIndex | SourceTracks:
         h = self.hparams
-        cache = Path(manifest).parent / ".avlearn-cache" if h.cache else None
-        return extract_tracks(read_manifest(manifest), fps=h.fps, sample_rate=h.sample_rate, cache_dir=cache)
+        return open_tracks(manifest, fps=h.fps, sample_rate=h.sample_rate, cache=h.cache)
 
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
@@ -172,9 +173,6 @@ class Separation(L.LightningModule):
         sounding = valid & (refs.pow(2).sum(-1) > 1e-6 * mix.pow(2).sum(-1, keepdim=True))
         improvement = si_sdr(est.float(), refs) - si_sdr(mix.unsqueeze(1).expand_as(refs), refs)
         return per[valid], improvement[sounding]
-
-    def on_train_epoch_start(self) -> None:
-        self.trainer.datamodule.train_set.set_epoch(self.current_epoch)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, sisdri = self.losses(batch)
