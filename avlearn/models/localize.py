@@ -37,6 +37,8 @@ from avlearn.models.registry import register_model
 from avlearn.models.sync import SyncSpecStem
 from avlearn.video.transforms import resize_video
 
+_FRAME_BLOCK = 32  # frames normalized and resized together by front_end_inputs
+
 
 def _conv3d(cin: int, cout: int, kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> nn.Sequential:
     pad = tuple(k // 2 for k in kernel)
@@ -138,8 +140,11 @@ def front_end_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 frames ``(B, T, H, W, 3)`` of any size and audio ``(B, S)`` that starts with them -> normalized
     video ``(B, 3, T, size, size)`` and log-mel ``(B, 1, n_mels, hops)``, the hops of the ``T`` frames (fewer
-    if the audio ends earlier)."""
-    video = resize_video(video_front_end(frames), video_front_end.size)
+    if the audio ends earlier). Frames are normalized and resized a block at a time: a long stretch of large
+    frames never exists whole in float."""
+    size, step = video_front_end.size, _FRAME_BLOCK
+    blocks = [resize_video(video_front_end(frames[:, t : t + step]), size) for t in range(0, frames.shape[1], step)]
+    video = torch.cat(blocks, dim=2)
     spec = audio_front_end(audio)[..., : frames.shape[1] * audio_front_end.hops_per_token]
     return video, spec
 
