@@ -342,6 +342,20 @@ def test_bad_input_gets_one_line_and_no_output(tmp_path, capsys):
     assert "'separation' checkpoint is needed" in capsys.readouterr().err
 
 
+def test_a_description_that_disagrees_with_the_models_front_end_is_refused(tmp_path, capsys):
+    """The model owns its rates; a JSON saying others (an edit, an export from older code) is one line, not a
+    separation run on misaligned windows."""
+    ck = tmp_path / "ck"
+    shutil.copy(DEFAULT_CHECKPOINT.with_suffix(".safetensors"), ck.with_suffix(".safetensors"))
+    doc = json.loads(DEFAULT_CHECKPOINT.with_suffix(".json").read_text())
+    doc["preprocessing"]["fps"] = 30.0
+    ck.with_suffix(".json").write_text(json.dumps(doc))
+    clip = DEMO / "test" / "000001.mp4"
+    assert main(["separate", str(clip), "--out", str(tmp_path / "out"), "--checkpoint", str(ck)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "says fps 30.0 (its model takes 25.0)" in err and len(err.splitlines()) == 1, err
+
+
 def test_short_clip_is_padded_to_one_window(tmp_path):
     src = tmp_path / "half.mp4"
     _ffmpeg("-i", str(DEMO / "test" / "000001.mp4"), "-t", "0.6", str(src))
