@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -74,7 +75,12 @@ def interrupts_as_lines(command: str) -> Iterator[list[int]]:
     traceback; the work in progress unwinds first (staged results are removed, ``--out`` stays as it was).
     Yields a one-item list holding the status to return, 0 while not interrupted."""
 
+    owner = os.getpid()
+
     def terminate(signum, frame):
+        if os.getpid() != owner:  # a forked worker (a Pool ending its workers): die as SIGTERM would
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
         raise Terminated()
 
     status = [0]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -261,3 +263,19 @@ def test_checkpoint_lacking_preprocessing_keys_names_them(clip, tmp_path, capsys
     assert main(["sync-offset", str(clip), "--checkpoint", str(ck)]) == 1
     line = _one_line(capsys.readouterr().err, "sync-offset")
     assert "n_mels, window" in line and "KeyError" not in line
+
+
+def test_pool_workers_ended_by_sigterm_print_nothing():
+    """QA: `avlearn synth --workers 2` printed a Terminated traceback per worker at its end: the pool ends its
+    forked workers with SIGTERM, and they had inherited the command's SIGTERM-as-interrupt handler."""
+    script = (
+        "import multiprocessing as mp\n"
+        "from avlearn.cli import interrupts_as_lines\n"
+        "with interrupts_as_lines('t') as status:\n"
+        "    with mp.get_context('fork').Pool(2) as pool:\n"
+        "        print(pool.map(abs, [-1, -2, -3, -4]))\n"
+        "print('status', status[0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["[1,", "2,", "3,", "4]", "status", "0"]
+    assert "Traceback" not in done.stderr and "Terminated" not in done.stderr
