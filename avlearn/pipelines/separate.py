@@ -154,13 +154,7 @@ def separate_clip(
     n_valid = max(1, round(valid_s * fps))
     audio = sound.audio[0, : round(n_valid / fps * sr)]
     t_pass1 = time.perf_counter()
-    tracks = _tracks_from_boxes(boxes, n_valid, scale) if boxes is not None else link_tracks(detections, n_valid)
-    if not tracks:
-        raise NoFaceError(
-            path,
-            "no face found (OpenCV's frontal face detector); nothing was written. "
-            "Pass --boxes with each speaker's face box if the faces are there but not frontal",
-        )
+    tracks = _find_tracks(path, boxes, detections, n_valid, scale)
     if len(tracks) == 1:
         notes.append("one face found: its voice is separated from the background and any off-screen voices")
     mouths = [mouth_boxes(tr.boxes) for tr in tracks]
@@ -209,6 +203,21 @@ def _scan_video(
             detections += [(t, detector(frames[t - f0].numpy())) for t in range(first, f0 + len(frames), step)]
             t_detect += time.perf_counter() - t1
     return n_video, detections, t_detect
+
+
+def _find_tracks(
+    path: str | Path, boxes: list | None, detections: list[tuple[int, np.ndarray]], n_valid: int, scale: float
+) -> list[FaceTrack]:
+    """The speakers' face tracks over ``n_valid`` frames: from ``--boxes`` (original pixels) when given, else
+    linked from the detections. Raises NoFaceError when there is none."""
+    tracks = _tracks_from_boxes(boxes, n_valid, scale) if boxes is not None else link_tracks(detections, n_valid)
+    if not tracks:
+        raise NoFaceError(
+            path,
+            "no face found (OpenCV's frontal face detector); nothing was written. "
+            "Pass --boxes with each speaker's face box if the faces are there but not frontal",
+        )
+    return tracks
 
 
 def _separate_windows(
