@@ -20,9 +20,8 @@ import torch.nn.functional as F
 
 from avlearn.data.manifest import read_manifest
 from avlearn.io import read_clip
-from avlearn.pipelines.sync_offset import _scorer
-from avlearn.tasks.sync import SyncTask
-from avlearn.video.transforms import normalize_video
+from avlearn.models import create_model
+from avlearn.models.weights import load_component, read_weights_info
 
 
 def windows(row: dict, count: int, length: float) -> list[float]:
@@ -43,15 +42,14 @@ def windows(row: dict, count: int, length: float) -> list[float]:
 
 
 @torch.no_grad()
-def clip_features(task: SyncTask, row: dict, pre: dict, count: int) -> torch.Tensor:
+def clip_features(encoders: dict, row: dict, pre: dict, count: int) -> torch.Tensor:
     feats = []
     for start in windows(row, count, pre["window"]):
         clip = read_clip(row["path"], start, pre["window"], fps=pre["fps"], size=(pre["size"],) * 2,
                          sample_rate=pre["sample_rate"])  # fmt: skip
         frames = clip.video.permute(1, 2, 3, 0)[None]  # (C, T, H, W) -> (1, T, H, W, C)
-        v = task.net.encoders["video"].forward_features(normalize_video(frames))  # (1, D, T, h, w)
-        spec = task.logmel(clip.audio)[..., : 4 * frames.shape[1]].unsqueeze(1)  # (1, 1, F, 4T)
-        a = task.net.encoders["spec"].forward_features(spec)  # (1, D, F', T')
+        v = encoders["video"].forward_features(frames)  # (1, D, T, h, w), its front-end included
+        a = encoders["audio"].forward_features(clip.audio, frames.shape[1])  # (1, D, F', T), front-end included
         feats.append(torch.cat([v.flatten(2).mean(-1), v.flatten(2).amax(-1), a.flatten(2).mean(-1),
                                 a.flatten(2).amax(-1)], dim=1)[0])  # fmt: skip
     return torch.stack(feats).mean(0)
@@ -87,17 +85,20 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=6)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    pretrained, pre = _scorer(args.checkpoint)
+    doc = read_weights_info(args.checkpoint)
+    doc_model, pre = doc["model"], doc["preprocessing"]
+    pretrained, random_init = {}, {}
     torch.manual_seed(0)
-    doc_model = pretrained.hparams.model
-    random_init = SyncTask(model=doc_model, model_args=pretrained.hparams.model_args, sample_rate=pre["sample_rate"],
-                           n_mels=pre["n_mels"]).eval()  # fmt: skip
+    for part in ("video", "audio"):  # each encoder loads on its own, with its front-end
+        pretrained[part], spec = load_component(args.checkpoint, part)
+        random_init[part] = create_model(spec["model"], **spec["args"]).eval()
     train_rows, test_rows = read_manifest(args.train), read_manifest(args.test)
     classes = sorted({r["labels"][0] for r in train_rows + test_rows})
     results = {}
-    for name, task in (("sync-pretrained", pretrained), ("random init", random_init)):
+    for name, encoders in (("sync-pretrained", pretrained), ("random init", random_init)):
         xs = [
-            torch.stack([clip_features(task, r, pre, args.windows) for r in rows]) for rows in (train_rows, test_rows)
+            torch.stack([clip_features(encoders, r, pre, args.windows) for r in rows])
+            for rows in (train_rows, test_rows)
         ]
         ys = [torch.tensor([classes.index(r["labels"][0]) for r in rows]) for rows in (train_rows, test_rows)]
         results[name] = probe(xs[0], ys[0], xs[1], ys[1], len(classes))

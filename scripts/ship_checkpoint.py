@@ -27,6 +27,7 @@ def main() -> None:
         preprocessing=doc["preprocessing"],
         meta=meta,
         dtype=torch.float16,
+        components=doc.get("components"),
     )
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -57,6 +58,26 @@ def test_fit_writes_config_metrics_and_weights(world, tmp_path):
     net, doc = load_weights(version / "weights" / "last", task="sync")
     assert doc["model"] == "avsync_mbt_tiny" and doc["preprocessing"]["fps"] == 25
     assert doc["preprocessing"]["window"] == 0.5 and "val/acc" in doc["meta"]["metrics"]
+
+
+def test_a_run_starts_from_given_weights_and_records_them(world, tmp_path, capsys):
+    from avlearn.tasks.sync import SyncBinary
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["fit", *_args(world, first, "--trainer.max_epochs", "1")]) == 0
+    start = next(first.glob("**/weights/last.safetensors"))
+    task = SyncBinary(model="avsync_mbt_tiny", model_args={}, init_from=str(start))
+    saved = load_file(str(start))
+    for key, value in task.net.state_dict().items():
+        torch.testing.assert_close(value, saved[key], rtol=0, atol=0, msg=key)
+    more = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1"]
+    more += ["--model.init_args.init_from", str(start)]
+    assert main(["fit", *_args(world, second, *more)]) == 0
+    doc = json.loads(next(second.glob("**/weights/last.json")).read_text())
+    assert doc["meta"]["init_from"] == {"path": str(start), "sha256": hashlib.sha256(start.read_bytes()).hexdigest()}
+    capsys.readouterr()
+    assert main(["fit", *_args(world, second, *more, "--model.init_args.model", "avsync_tconv_tiny")]) == 1
+    assert "a avsync_mbt_tiny checkpoint; this run trains avsync_tconv_tiny" in capsys.readouterr().err
 
 
 def test_resume_continues_exactly(world, tmp_path):

@@ -77,6 +77,9 @@ class AudioFrontEnd(nn.Module):
         self.token_rate, self.hops_per_token = float(token_rate), int(hops_per_token)
         self.hop_length = round(sample_rate / (token_rate * hops_per_token))
         self.logmel = LogMel(sample_rate, n_fft=n_fft, hop_length=self.hop_length, n_mels=n_mels)
+        for m in self.logmel.modules():  # the window and mel filters follow from the arguments: not in checkpoints
+            for name, buffer in list(m.named_buffers(recurse=False)):
+                m.register_buffer(name, buffer, persistent=False)
 
     def forward(self, audio: torch.Tensor, num_tokens: int | None = None) -> torch.Tensor:
         """``(B, S)`` -> ``(B, 1, n_mels, hops)``; ``num_tokens`` keeps exactly the hops of that many tokens.

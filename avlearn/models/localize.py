@@ -91,9 +91,6 @@ class AVLocalizer(Encoder):
                 hops_per_frame *= m.stride[1]
         self.video_front_end = VideoFrontEnd(fps, size)
         self.audio_front_end = AudioFrontEnd(sample_rate, n_mels, token_rate=fps, hops_per_token=hops_per_frame)
-        for m in self.audio_front_end.modules():  # the mel filters follow from the arguments: not in checkpoints
-            for name, buffer in list(m.named_buffers(recurse=False)):
-                m.register_buffer(name, buffer, persistent=False)
 
     @property
     def preprocessing(self) -> dict[str, Any]:
@@ -198,47 +195,49 @@ def sliding_similarity(v: torch.Tensor, a: torch.Tensor, num_frames: int, eps: f
 
 @torch.no_grad()
 def sync_features(net: nn.Module, video: torch.Tensor, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spatial features of an ``avsync_tconv`` sync classifier's stems, for :func:`sync_cam`.
+    """Spatial features of a sync model's encoders (:class:`~avlearn.models.sync.SyncModel`), for :func:`sync_cam`.
 
-    Both stems have temporal stride 1 (per 40 ms frame), so the features of a long stretch can be computed
-    once and sliced into windows.
+    Both encoders have temporal stride 1 (a token per frame), so the features of a long stretch can be computed
+    once and sliced into windows. The inputs have been through the encoders' own front-ends already (frames
+    resized block by block), so the CNNs run without them.
 
     Args:
-        net: an ``avsync_tconv`` model (``AVClassifier`` with ``TemporalConvFusion``).
-        video: ``(B, 3, T, H, W)`` normalized frames.
-        spec: ``(B, 1, F, Ta)`` log-mel, ``Ta / T`` the spectrogram CNN's time stride.
+        net: a sync model.
+        video: ``(B, 3, T, H, W)`` normalized frames (its video front-end's output).
+        spec: ``(B, 1, F, Ta)`` log-mel (its audio front-end's output), ``Ta / T`` the audio CNN's time stride.
 
     Returns:
         Video features ``(B, D, T, h, w)`` and audio features ``(B, D, T)``, before time encodings.
     """
-    f = net.encoders["video"].forward_features(video)
-    a = net.encoders["spec"].forward_features(spec).mean(2)  # (B, D, F', T) -> (B, D, T), as its tokens
+    from avlearn.models.sync import SyncSpecStem, SyncVideoStem
+
+    f = SyncVideoStem.forward_features(net.encoders["video"], video)
+    a = SyncSpecStem.forward_features(net.encoders["audio"], spec).mean(2)  # (B, D, F', T) -> (B, D, T)
     return f, a
 
 
 @torch.no_grad()
 def sync_cam(net: nn.Module, f: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """Class activation map of an ``avsync_tconv`` sync classifier: ``(B, h, w)`` sync logits per location.
+    """Class activation map of a sync model: ``(B, h, w)`` sync logits per location (Owens & Efros 2018).
 
-    The classifier pools each frame's feature map into one token (spatial max + mean) before fusing it with
-    the audio. Here each location in turn stands in for the maximum (its features + the frame's mean), and
-    the map is the sync logit the classifier gives that token sequence: high where the local events are the
-    ones that go with the sound.
+    The model pools each frame's feature map into one token (spatial max + mean) before the fusion (time-aligned
+    attention bottlenecks, or convolutions over time). Here each location in turn stands in for the maximum (its
+    features + the frame's mean), and the map is the sync logit the model gives that token sequence: high where
+    the local events are the ones that go with the sound.
 
     Args:
-        net: an ``avsync_tconv`` model.
+        net: a sync model.
         f: ``(B, D, T, h, w)`` video features of a window (:func:`sync_features`).
         a: ``(B, D, T)`` audio features of the same window.
     """
     from avlearn.models.sync import sinusoid
 
     b, d, t, h, w = f.shape
-    pos = sinusoid(torch.arange(t, device=f.device), d).to(f.dtype)  # (T, D), as the stems add them
+    pos = sinusoid(torch.arange(t, device=f.device), d).to(f.dtype)  # (T, D), as the encoders add them
     tokens = f + f.mean(dim=(3, 4), keepdim=True)  # each location as the frame's max
     tokens = tokens.permute(0, 3, 4, 2, 1).reshape(b * h * w, t, d) + pos  # (B, D, T, h, w) -> (B·h·w, T, D)
-    audio = net.proj["spec"](a.transpose(1, 2) + pos).repeat_interleave(h * w, dim=0)
-    fused = net.fusion({"video": net.proj["video"](tokens), "spec": audio})
-    return net.forward_head(fused).reshape(b, h, w)
+    audio = net.proj["audio"](a.transpose(1, 2) + pos).repeat_interleave(h * w, dim=0)
+    return net.score(net.proj["video"](tokens), audio).reshape(b, h, w)
 
 
 LOCALIZER_INPUT = {"video": (3, 25, 64, 64), "spec": (1, 64, 100)}  # 1 s: 25 frames, 64 mel x 100 hops of 10 ms

@@ -1,35 +1,33 @@
-"""Audio-visual synchronization models: small CNN stems that keep every video frame, fused by MBT.
+"""Audio-visual synchronization models: video and audio encoders that own their front-ends, fused through
+attention bottlenecks that carry time.
 
 ::
 
-    video (B,3,T,H,W) ──► SyncVideoStem ──► (B, T·h·w, D) ─┐                   ┌─► CLS_video ─┐
-                          (temporal stride 1)              ├─► MBT bottlenecks ┤              ├─► linear ─► sync logit
-    spec  (B,1,F,Ta)  ──► SyncSpecStem  ──► (B, Ta/4, D)  ─┘   (or full attn,  └─► CLS_spec  ─┘
-                          (10 ms hop -> 40 ms tokens)            or late fusion)
+    frames (B,T,H,W,3) uint8 -> avsync_video: VideoFrontEnd -> 3D CNN, time stride 1 -> (B, T, D) --+
+                                                                                                 +-> MBT -> sync logit
+    audio (B,S) -> avsync_audio: AudioFrontEnd (log-mel) -> 2D CNN, time stride 4 -> (B, T, D) -----+
 
-Video runs at 25 fps and the spectrogram at a 10 ms hop, so after the spec stem's 4x time stride one audio
-token spans one video frame: a one-frame shift of the audio moves every audio token by one position, which
-the attention layers can see through the sinusoidal time encodings both streams share.
+One token per video frame in each stream: the audio front-end's hop is derived from the video frame rate and the
+audio CNN's time stride, so an audio token spans one frame at any fps, and both streams carry the same
+sinusoidal time code. The default fusion is :class:`~avlearn.models.fusion.MBT` with time-aligned bottlenecks
+(one per frame, in every layer): every cross-modal exchange passes through a bottleneck, and each bottleneck
+sees one instant of both streams. ``offsets`` scores every candidate audio offset of a window from one pass of
+the encoders; an optional offset head classifies the offset directly, as Synchformer does.
 """
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 import torch
 from torch import nn
 
+from avlearn.models.frontend import AudioFrontEnd, VideoFrontEnd
 from avlearn.models.fusion import MBT, AVClassifier
-from avlearn.models.layers import Encoder, global_pool, make_head
-from avlearn.models.registry import register_model
+from avlearn.models.layers import Encoder, global_pool, make_head, sinusoid
+from avlearn.models.registry import create_model, register_model
 
-
-def sinusoid(positions: torch.Tensor, dim: int) -> torch.Tensor:
-    """Transformer sinusoidal encoding of (fractional) positions ``(N,)`` -> ``(N, dim)``."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device) / half)
-    angles = positions.float()[:, None] * freqs[None]
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+__all__ = ["SyncAudioEncoder", "SyncModel", "SyncSpecStem", "SyncVideoEncoder", "SyncVideoStem", "sinusoid"]
 
 
 def _conv3d(cin: int, cout: int, kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> nn.Sequential:
@@ -145,7 +143,7 @@ class TemporalConvFusion(nn.Module):
     step): per-frame video and audio tokens are concatenated frame by frame and mixed by 1D convolutions over
     time, so "does this sound go with this picture at this instant" is a local pattern from the first layer.
 
-    Takes ``{"video": (B, T, D), "spec": (B, T', D)}`` (one token per frame each) and returns the fused
+    Takes ``{"video": (B, T, D), "audio": (B, T', D)}`` (one token per frame each) and returns the fused
     sequence ``(B, min(T, T'), 2D)`` under both keys; ``pool`` takes the maximum over time.
 
     Args:
@@ -154,7 +152,7 @@ class TemporalConvFusion(nn.Module):
         num_layers: 1D conv layers (kernel 3).
     """
 
-    def __init__(self, modalities: tuple[str, str] = ("video", "spec"), dim: int = 64, num_layers: int = 3):
+    def __init__(self, modalities: tuple[str, str] = ("video", "audio"), dim: int = 64, num_layers: int = 3):
         super().__init__()
         self.modalities = tuple(modalities)
         self.num_features = dim  # per modality, as AVClassifier expects
@@ -176,80 +174,368 @@ class TemporalConvFusion(nn.Module):
         return dict(zip(self.modalities, pooled.chunk(2, dim=-1)))
 
 
-def _stems(dim: int, widths: tuple[int, int, int], frame_tokens: bool, changes: bool) -> dict[str, Encoder]:
-    """The video and spectrogram stems every sync classifier shares."""
-    return {
-        "video": SyncVideoStem(widths, dim, frame_tokens=frame_tokens, changes=changes),
-        "spec": SyncSpecStem(widths, dim, changes=changes),
-    }
+class SyncVideoEncoder(SyncVideoStem):
+    """:class:`SyncVideoStem` behind its front-end: uint8 frames ``(B, T, H, W, 3)`` at ``fps`` -> one token per
+    frame ``(B, T, D)``. Registered as ``avsync_video``; its arguments are its whole description.
+
+    Args:
+        fps: frame rate it takes (the pipelines decode at it).
+        size: frame side in pixels.
+        widths, dim, changes: see :class:`SyncVideoStem`.
+    """
+
+    def __init__(
+        self,
+        fps: float = 25.0,
+        size: int = 64,
+        widths: tuple[int, int, int] = (16, 32, 64),
+        dim: int = 64,
+        changes: bool = True,
+    ):
+        super().__init__(tuple(widths), dim, frame_tokens=True, changes=changes)
+        self.config = {"fps": fps, "size": size, "widths": list(widths), "dim": dim, "changes": changes}
+        self.front_end = VideoFrontEnd(fps, size)
+
+    def forward_features(self, frames: torch.Tensor) -> torch.Tensor:
+        return super().forward_features(self.front_end(frames))
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return self.front_end.preprocessing
 
 
-def _avsync(
-    dim: int,
+class SyncAudioEncoder(SyncSpecStem):
+    """:class:`SyncSpecStem` behind a log-mel front-end: waveform ``(B, S)`` -> one token per video frame
+    ``(B, T, D)``. The front-end's hop is ``sample_rate / (fps * time stride)``, the stride read from the CNN.
+    Registered as ``avsync_audio``.
+
+    Args:
+        fps: token rate (the video frame rate of the model it serves).
+        sample_rate: audio rate.
+        n_mels: mel bands.
+        widths, dim, changes: see :class:`SyncSpecStem`.
+    """
+
+    def __init__(
+        self,
+        fps: float = 25.0,
+        sample_rate: int = 16000,
+        n_mels: int = 64,
+        widths: tuple[int, int, int] = (16, 32, 64),
+        dim: int = 64,
+        changes: bool = True,
+    ):
+        super().__init__(tuple(widths), dim, changes=changes)
+        self.config = {
+            "fps": fps,
+            "sample_rate": sample_rate,
+            "n_mels": n_mels,
+            "widths": list(widths),
+            "dim": dim,
+            "changes": changes,
+        }
+        stride = 1
+        for m in self.features.modules():
+            if isinstance(m, nn.Conv2d):
+                stride *= m.stride[1]
+        self.front_end = AudioFrontEnd(sample_rate, n_mels, token_rate=fps, hops_per_token=stride)
+
+    def forward_features(self, audio: torch.Tensor, num_tokens: int | None = None) -> torch.Tensor:
+        """``(B, S)`` -> ``(B, D, F', num_tokens)``; by default as many tokens as whole frames the audio spans."""
+        if num_tokens is None:
+            num_tokens = int(audio.shape[-1] / self.front_end.sample_rate * self.front_end.token_rate + 1e-6)
+        return super().forward_features(self.front_end(audio, num_tokens))
+
+    def forward_tokens(self, audio: torch.Tensor, num_tokens: int | None = None) -> torch.Tensor:
+        """``(B, S)`` -> ``(B, num_tokens, D)``, with the time code of the video's tokens."""
+        f = self.forward_features(audio, num_tokens).mean(2)  # (B, D, F', T) -> (B, D, T)
+        return f.transpose(1, 2) + sinusoid(torch.arange(f.shape[-1], device=f.device), f.shape[1]).to(f.dtype)
+
+    def candidate_tokens(self, audio: torch.Tensor, num_tokens: int, num_candidates: int) -> torch.Tensor:
+        """Tokens of ``num_candidates`` audio windows, each starting one token after the last, from one pass of
+        the CNN over the audio that spans them all: ``(B, S)`` -> ``(B, num_candidates, num_tokens, D)``. Each
+        window carries the time code of a window of its own (tokens ``0..num_tokens-1``), as in training."""
+        f = self.forward_features(audio, num_tokens + num_candidates - 1).mean(2)  # (B, D, F', N) -> (B, D, N)
+        windows = f.unfold(-1, num_tokens, 1).permute(0, 2, 3, 1)  # (B, D, C, T) -> (B, C, T, D)
+        return windows + sinusoid(torch.arange(num_tokens, device=f.device), f.shape[1]).to(f.dtype)
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return self.front_end.preprocessing
+
+
+@register_model(input_size=(25, 64, 64, 3))
+def avsync_video(**kwargs: Any) -> SyncVideoEncoder:
+    """Sync video encoder: uint8 frames at 25 fps, 64x64 -> a token per frame (3D CNN 16-32-64, D=64)."""
+    return SyncVideoEncoder(**kwargs)
+
+
+@register_model(input_size=(16000,))
+def avsync_audio(**kwargs: Any) -> SyncAudioEncoder:
+    """Sync audio encoder: 16 kHz waveform -> 64-band log-mel -> a token per 25 fps frame (CNN 16-32-64, D=64)."""
+    return SyncAudioEncoder(**kwargs)
+
+
+@register_model(input_size=(8, 32, 32, 3))
+def avsync_video_tiny(**kwargs: Any) -> SyncVideoEncoder:
+    """Tiny sync video encoder: 32x32 frames, CNN 4-8-16, D=16 (the encoder of `avsync_mbt_tiny`)."""
+    return SyncVideoEncoder(**{"size": 32, "widths": (4, 8, 16), "dim": 16, **kwargs})
+
+
+@register_model(input_size=(5120,))
+def avsync_audio_tiny(**kwargs: Any) -> SyncAudioEncoder:
+    """Tiny sync audio encoder: 32-band log-mel, CNN 4-8-16, D=16 (the encoder of `avsync_mbt_tiny`)."""
+    return SyncAudioEncoder(**{"n_mels": 32, "widths": (4, 8, 16), "dim": 16, **kwargs})
+
+
+class SyncModel(AVClassifier):
+    """Sync encoders + a fusion module + two heads reading the same fused embedding: ``head`` (one logit: is
+    this audio the one that goes with these frames, now?) and ``offset_head`` (``2K+1`` logits over audio
+    offsets of ``-K..K`` whole frames, as Synchformer classifies them; absent when ``max_offset_frames=0``).
+
+    Offset class ``k`` (index ``k + K``) means the audio window starts ``k`` frames later in the recording than
+    the audio that goes with the picture.
+
+    Args:
+        video: ``(registered name, arguments)`` of the video encoder.
+        audio: ``(registered name, arguments)`` of the audio encoder.
+        fusion: a fusion module over ``("video", "audio")``.
+        max_offset_frames: ``K`` of the offset head (0: none).
+    """
+
+    def __init__(self, video: tuple[str, dict], audio: tuple[str, dict], fusion: nn.Module, max_offset_frames: int):
+        encoders = {"video": create_model(video[0], **video[1]), "audio": create_model(audio[0], **audio[1])}
+        super().__init__(encoders, fusion, num_classes=1)
+        if encoders["video"].preprocessing["fps"] != encoders["audio"].config["fps"]:
+            raise ValueError("the audio encoder's token rate must be the video encoder's fps")
+        self.component_names = {"video": video[0], "audio": audio[0]}
+        self.max_offset_frames = max_offset_frames
+        self.offset_head = nn.Linear(self.head_hidden_size, 2 * max_offset_frames + 1) if max_offset_frames else None
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """The front-ends' settings: what decoding must give the model."""
+        return {**self.encoders["video"].preprocessing, **self.encoders["audio"].preprocessing}
+
+    def components(self) -> dict[str, dict[str, Any]]:
+        """The parts a checkpoint lists: ``{"video"|"audio": {"model", "args", "prefix"}}``."""
+        return {
+            m: {"model": self.component_names[m], "args": dict(self.encoders[m].config), "prefix": f"encoders.{m}."}
+            for m in ("video", "audio")
+        }
+
+    def video_tokens(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, T, H, W, 3)`` -> ``(B, T, D)``."""
+        return self.proj["video"](self.encoders["video"].forward_tokens(frames))
+
+    def audio_tokens(self, audio: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """``(B, S)`` covering at least ``num_frames`` frames -> ``(B, num_frames, D)``."""
+        return self.proj["audio"](self.encoders["audio"].forward_tokens(audio, num_frames))
+
+    def embed(self, video_tokens: torch.Tensor, audio_tokens: torch.Tensor) -> torch.Tensor:
+        """Fused embedding ``(B, head_hidden_size)`` of token pairs."""
+        return self.forward_head(self.fusion({"video": video_tokens, "audio": audio_tokens}), pre_logits=True)
+
+    def score(self, video_tokens: torch.Tensor, audio_tokens: torch.Tensor) -> torch.Tensor:
+        """Sync logits ``(B,)``."""
+        return self.head(self.embed(video_tokens, audio_tokens)).squeeze(-1)
+
+    def offsets(
+        self,
+        frames: torch.Tensor,
+        audio: torch.Tensor,
+        audio_start: int,
+        max_frames: int | None = None,
+        use_offset_head: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distribution over audio offsets ``-K..K`` frames for video windows, from one pass of the encoders.
+
+        The video is encoded once and the audio spanning every candidate once; the fusion and the sync head
+        then score all ``2K+1`` candidate alignments as one batch (SyncNet's search, without running the
+        encoders per candidate). ``use_offset_head`` instead classifies the offset of the audio the file aligns
+        with the picture through the offset head (one fusion pass; ``K`` is then the head's).
+
+        Args:
+            frames: uint8 ``(B, T, H, W, 3)`` video windows.
+            audio: ``(B, S_ext)`` audio around each window, with ``K`` frames of margin on both sides.
+            audio_start: index in ``audio`` of the sample the file aligns with the windows' first frame.
+            max_frames: ``K`` (default: the offset head's, or 15).
+            use_offset_head: classify with the offset head.
+
+        Returns:
+            ``(offsets (2K+1,) seconds, log-probabilities (B, 2K+1))``: offset ``d`` means the audio that goes
+            with the picture lies ``d`` seconds later in the file (the audio lags the picture by ``d``).
+
+        Raises:
+            ValueError: if the audio does not cover every candidate.
+        """
+        front = self.encoders["audio"].front_end
+        fps = front.token_rate
+        k_max = self.max_offset_frames if use_offset_head else (max_frames or self.max_offset_frames or 15)
+        b, t = frames.shape[:2]
+        vt = self.video_tokens(frames)
+        steps = torch.arange(-k_max, k_max + 1)
+        if use_offset_head:
+            if self.offset_head is None:
+                raise ValueError("this model has no offset head")
+            at = self.audio_tokens(audio[:, audio_start : audio_start + front.num_samples(t)], t)
+            # class k: this audio window starts k frames after the audio that goes with the picture, which
+            # therefore lies -k frames away in the file
+            logits = self.offset_head(self.embed(vt, at)).float().flip(1)
+            return steps.float() / fps, logits.log_softmax(dim=1)
+        first = audio_start - front.num_samples(k_max)
+        count = 2 * k_max + 1
+        span = front.num_samples(t + count - 1)
+        if first < 0 or first + span > audio.shape[1]:
+            raise ValueError(f"audio does not cover offsets of +-{k_max} frames; pass {k_max} frames of margin")
+        at = self.proj["audio"](self.encoders["audio"].candidate_tokens(audio[:, first : first + span], t, count))
+        vt = vt[:, None].expand(-1, count, -1, -1).reshape(b * count, t, -1)
+        logits = self.score(vt, at.reshape(b * count, t, -1)).float().view(b, count)
+        return steps.float() / fps, logits.log_softmax(dim=1)
+
+    def forward_head(self, features: dict[str, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+        """Fused tokens -> logits ``(B, 1 + 2K + 1)``: the sync logit, then the offset head's (``(B, 1)`` without
+        one); or the fused embedding with ``pre_logits``. ``forward`` takes ``{"video": uint8 (B, T, H, W, 3),
+        "audio": (B, S)}``."""
+        x = super().forward_head(features, pre_logits=True)
+        if pre_logits:
+            return x
+        return torch.cat([self.head(x)] + ([self.offset_head(x)] if self.offset_head is not None else []), dim=1)
+
+
+def _sync_model(
+    fusion: nn.Module,
+    width: int,
     widths: tuple[int, int, int],
-    num_layers: int,
-    num_heads: int,
-    fusion_layer: int,
-    num_bottlenecks: int,
-    frame_tokens: bool = False,
-    changes: bool = False,
-) -> AVClassifier:
-    fusion = MBT(("video", "spec"), dim, num_layers, num_heads, fusion_layer, num_bottlenecks)
-    return AVClassifier(_stems(dim, widths, frame_tokens, changes), fusion, num_classes=1)
+    changes: bool,
+    fps: float,
+    size: int,
+    sample_rate: int,
+    n_mels: int,
+    max_offset_frames: int,
+) -> SyncModel:
+    video = ("avsync_video", {"fps": fps, "size": size, "widths": list(widths), "dim": width, "changes": changes})
+    audio = (
+        "avsync_audio",
+        {
+            "fps": fps,
+            "sample_rate": sample_rate,
+            "n_mels": n_mels,
+            "widths": list(widths),
+            "dim": width,
+            "changes": changes,
+        },
+    )
+    return SyncModel(video, audio, fusion, max_offset_frames)
 
 
-SYNC_INPUT = {"video": (3, 25, 64, 64), "spec": (1, 64, 100)}  # 1 s: 25 frames, 64 mel x 100 hops of 10 ms
-SYNC_INPUT_TINY = {"video": (3, 8, 32, 32), "spec": (1, 32, 32)}
+SYNC_INPUT = {"video": (25, 64, 64, 3), "audio": (16000,)}  # 1 s at 25 fps, 64x64 frames, 16 kHz
+SYNC_INPUT_TINY = {"video": (8, 32, 32, 3), "audio": (5120,)}  # 8 frames at 25 fps = 0.32 s
 
 
 @register_model(input_size=SYNC_INPUT)
 def avsync_mbt(
-    fusion_layer: int = 2, num_bottlenecks: int = 4, frame_tokens: bool = True, changes: bool = True
-) -> AVClassifier:
-    """Sync classifier: CNN stems (16-32-64, D=64), 4 MBT layers, 4 bottlenecks from layer 2, a token per frame."""
-    return _avsync(64, (16, 32, 64), 4, 4, fusion_layer, num_bottlenecks, frame_tokens, changes)
+    fusion_layer: int = 0,
+    num_bottlenecks: int = 1,
+    frames_per_bottleneck: int = 1,
+    shuffle_windows: bool = False,
+    max_offset_frames: int = 15,
+    changes: bool = True,
+    fps: float = 25.0,
+    size: int = 64,
+    sample_rate: int = 16000,
+    n_mels: int = 64,
+) -> SyncModel:
+    """Sync model (the default): CNN encoders, 4 MBT layers with a time-aligned bottleneck per frame, 2 heads.
+
+    D=64, fused from the first layer, sync and offset heads; ``frames_per_bottleneck=0, num_bottlenecks=4`` is
+    the paper's global MBT."""
+    fusion = MBT(
+        ("video", "audio"),
+        64,
+        4,
+        4,
+        fusion_layer,
+        num_bottlenecks,
+        frames_per_bottleneck=frames_per_bottleneck,
+        shuffle_windows=shuffle_windows,
+    )
+    return _sync_model(fusion, 64, (16, 32, 64), changes, fps, size, sample_rate, n_mels, max_offset_frames)
+
+
+@register_model(input_size=SYNC_INPUT_TINY)
+def avsync_mbt_tiny(
+    fusion_layer: int = 1,
+    num_bottlenecks: int = 1,
+    frames_per_bottleneck: int = 1,
+    shuffle_windows: bool = False,
+    max_offset_frames: int = 3,
+    changes: bool = True,
+    fps: float = 25.0,
+    size: int = 32,
+    sample_rate: int = 16000,
+    n_mels: int = 32,
+) -> SyncModel:
+    """Tiny time-aligned MBT sync model for tests: D=16, 2 layers."""
+    fusion = MBT(
+        ("video", "audio"),
+        16,
+        2,
+        2,
+        fusion_layer,
+        num_bottlenecks,
+        frames_per_bottleneck=frames_per_bottleneck,
+        shuffle_windows=shuffle_windows,
+    )
+    return _sync_model(fusion, 16, (4, 8, 16), changes, fps, size, sample_rate, n_mels, max_offset_frames)
 
 
 @register_model(input_size=SYNC_INPUT)
-def avsync_tconv(changes: bool = True) -> AVClassifier:
-    """Sync classifier with early fusion in time: the same stems' per-frame tokens concatenated frame by frame,
-    three 1D convs, max over time (Owens & Efros-style fusion; frame differences and spectral flux as inputs)."""
-    fusion = TemporalConvFusion(("video", "spec"), 64)
-    return AVClassifier(_stems(64, (16, 32, 64), True, changes), fusion, num_classes=1)
+def avsync_tconv(
+    max_offset_frames: int = 15,
+    changes: bool = True,
+    fps: float = 25.0,
+    size: int = 64,
+    sample_rate: int = 16000,
+    n_mels: int = 64,
+) -> SyncModel:
+    """Sync model with early fusion in time: per-frame tokens concatenated, 3 1D convs, max over time (no MBT).
+
+    Owens & Efros-style fusion, the same encoders as ``avsync_mbt``."""
+    fusion = TemporalConvFusion(("video", "audio"), 64)
+    return _sync_model(fusion, 64, (16, 32, 64), changes, fps, size, sample_rate, n_mels, max_offset_frames)
 
 
 @register_model(input_size=SYNC_INPUT_TINY)
-def avsync_tconv_tiny(changes: bool = True) -> AVClassifier:
-    """Tiny early-fusion-in-time sync classifier."""
-    fusion = TemporalConvFusion(("video", "spec"), 16, num_layers=2)
-    return AVClassifier(_stems(16, (4, 8, 16), True, changes), fusion, num_classes=1)
+def avsync_tconv_tiny(max_offset_frames: int = 3, changes: bool = True) -> SyncModel:
+    """Tiny early-fusion-in-time sync model."""
+    fusion = TemporalConvFusion(("video", "audio"), 16, num_layers=2)
+    return _sync_model(fusion, 16, (4, 8, 16), changes, 25.0, 32, 16000, 32, max_offset_frames)
 
 
 @register_model(input_size=SYNC_INPUT)
-def avsync_xattn(fusion_layer: int = 2, frame_tokens: bool = True, changes: bool = True) -> AVClassifier:
-    """Sync classifier with full cross-modal attention from layer 2 (same stems and width as avsync_mbt)."""
-    return _avsync(64, (16, 32, 64), 4, 4, fusion_layer, 0, frame_tokens, changes)
+def avsync_xattn(fusion_layer: int = 2, max_offset_frames: int = 15, changes: bool = True) -> SyncModel:
+    """Sync model with full cross-modal attention from layer 2 (same encoders and width as avsync_mbt)."""
+    fusion = MBT(("video", "audio"), 64, 4, 4, fusion_layer, 0)
+    return _sync_model(fusion, 64, (16, 32, 64), changes, 25.0, 64, 16000, 64, max_offset_frames)
 
 
 @register_model(input_size=SYNC_INPUT)
-def avsync_late(frame_tokens: bool = True, changes: bool = True) -> AVClassifier:
-    """Sync classifier with late fusion: 4 layers per modality, CLS tokens meet only in the linear head."""
-    return _avsync(64, (16, 32, 64), 4, 4, 4, 4, frame_tokens, changes)
+def avsync_late(max_offset_frames: int = 15, changes: bool = True) -> SyncModel:
+    """Sync model with late fusion: 4 layers per modality, CLS tokens meet only in the heads."""
+    fusion = MBT(("video", "audio"), 64, 4, 4, 4, 4)
+    return _sync_model(fusion, 64, (16, 32, 64), changes, 25.0, 64, 16000, 64, max_offset_frames)
 
 
 @register_model(input_size=SYNC_INPUT_TINY)
-def avsync_mbt_tiny(fusion_layer: int = 1, num_bottlenecks: int = 2) -> AVClassifier:
-    """Tiny sync classifier for tests: D=16, 2 MBT layers."""
-    return _avsync(16, (4, 8, 16), 2, 2, fusion_layer, num_bottlenecks)
+def avsync_xattn_tiny(fusion_layer: int = 1, max_offset_frames: int = 3) -> SyncModel:
+    """Tiny sync model with full cross-modal attention."""
+    fusion = MBT(("video", "audio"), 16, 2, 2, fusion_layer, 0)
+    return _sync_model(fusion, 16, (4, 8, 16), True, 25.0, 32, 16000, 32, max_offset_frames)
 
 
 @register_model(input_size=SYNC_INPUT_TINY)
-def avsync_xattn_tiny(fusion_layer: int = 1) -> AVClassifier:
-    """Tiny sync classifier with full cross-modal attention."""
-    return _avsync(16, (4, 8, 16), 2, 2, fusion_layer, 0)
-
-
-@register_model(input_size=SYNC_INPUT_TINY)
-def avsync_late_tiny() -> AVClassifier:
-    """Tiny sync classifier with late fusion."""
-    return _avsync(16, (4, 8, 16), 2, 2, 2, 4)
+def avsync_late_tiny(max_offset_frames: int = 3) -> SyncModel:
+    """Tiny sync model with late fusion."""
+    fusion = MBT(("video", "audio"), 16, 2, 2, 2, 4)
+    return _sync_model(fusion, 16, (4, 8, 16), True, 25.0, 32, 16000, 32, max_offset_frames)

@@ -8,6 +8,7 @@ model from the registry and fills it from safetensors: no pickle, so a checkpoin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -61,6 +62,7 @@ def save_weights(
     preprocessing: dict[str, Any] | None = None,
     meta: dict[str, Any] | None = None,
     dtype: torch.dtype | None = None,
+    components: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Writes ``path.safetensors`` and ``path.json`` atomically.
 
@@ -74,6 +76,7 @@ def save_weights(
         meta: anything else worth keeping (metrics, recipe, steps).
         dtype: store floating-point tensors in this type (``torch.float16`` halves a shipped checkpoint;
             loading casts them back to the model's type).
+        components: parts that load on their own (see :func:`load_component`).
 
     Returns:
         The ``.safetensors`` path.
@@ -91,6 +94,8 @@ def save_weights(
         "preprocessing": preprocessing or {},
         "meta": meta or {},
     }
+    if components:
+        doc["components"] = components
     with atomic_path(weights) as tmp:
         save_file(state, str(tmp), metadata={"model": model_name, "task": task})
     with atomic_path(info) as tmp:
@@ -198,3 +203,65 @@ def load_weights(
         detail = " ".join(str(err).split())[:400]
         raise CheckpointError(f"{weights}: the tensors do not fit model {doc['model']!r}: {detail}") from None
     return model.eval(), doc
+
+
+def weights_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a checkpoint's tensors file (what a run records about the weights it started from)."""
+    weights, _ = _paths(path)
+    digest = hashlib.sha256()
+    with open(weights, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_component(
+    path: str | os.PathLike, name: str, map_location: str | torch.device = "cpu", **expect: Any
+) -> tuple[nn.Module, dict[str, Any]]:
+    """One part of a checkpoint (the ``video`` or ``audio`` encoder of a sync model), ready to use on its own.
+
+    A checkpoint lists its parts under ``components``: ``{name: {"model", "args", "prefix"}}``, the registered
+    encoder, the arguments that build it (front-end included) and where its tensors sit in the state dict.
+
+    Args:
+        path: ``NAME``, ``NAME.safetensors`` or ``NAME.json``.
+        name: the component (``"video"``, ``"audio"``).
+        map_location: device for the tensors.
+        **expect: front-end settings the caller will feed (``fps=25``, ``sample_rate=16000``, ``size=64``...);
+            a component whose front-end differs is refused, since it would see inputs unlike its training.
+
+    Returns:
+        ``(encoder in eval mode, its entry of components)``.
+
+    Raises:
+        CheckpointError: no such component, a front-end that does not fit ``expect``, or damaged tensors.
+    """
+    weights, info = _paths(path)
+    doc = read_weights_info(path)
+    parts = doc.get("components") or {}
+    if name not in parts:
+        have = ", ".join(sorted(parts)) or "none (it predates components; re-export it with a current avlearn fit)"
+        raise CheckpointError(f"{info}: the checkpoint has no {name!r} component; it has {have}")
+    part = parts[name]
+    try:
+        model = create_model(part["model"], **part.get("args", {}))
+    except (ValueError, TypeError, KeyError) as err:
+        raise CheckpointError(f"{info}: cannot build component {name!r}: {err}") from None
+    have = getattr(model, "preprocessing", {})
+    wrong = [f"{k}={have[k]} (asked {v})" for k, v in expect.items() if k in have and have[k] != v]
+    unknown = sorted(k for k in expect if k not in have)
+    if wrong or unknown:
+        why = f"its front-end takes {', '.join(wrong)}" if wrong else f"its front-end has no {', '.join(unknown)}"
+        raise CheckpointError(f"{weights}: component {name!r} does not fit: {why}")
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{weights}: damaged safetensors file ({err})") from None
+    prefix = part["prefix"]
+    own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    try:
+        model.load_state_dict(own, strict=True)
+    except RuntimeError as err:
+        detail = " ".join(str(err).split())[:400]
+        raise CheckpointError(f"{weights}: the {name!r} tensors do not fit {part['model']!r}: {detail}") from None
+    return model.eval(), part

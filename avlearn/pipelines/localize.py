@@ -13,8 +13,8 @@ is silent get no map (nothing sounds, so nothing can be localized): they are mar
 shown without an overlay.
 
 Two kinds of checkpoints are accepted: a ``localize`` checkpoint (``avlearn fit -c recipes/localization/...``;
-the shipped ``assets/checkpoints/localize_instruments`` is the default), or a ``sync`` checkpoint of an
-``avsync_tconv`` model, which localizes by class activation over its spatial features (Owens & Efros 2018).
+the shipped ``assets/checkpoints/localize_instruments`` is the default), or a ``sync`` checkpoint, whose model
+localizes by class activation over its video encoder's spatial features (Owens & Efros 2018).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import math
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -42,7 +41,6 @@ from avlearn.io import (
 )
 from avlearn.io.outdir import staged_output
 from avlearn.io.write import VideoWriter, atomic_path
-from avlearn.models.frontend import AudioFrontEnd, VideoFrontEnd
 from avlearn.models.weights import CheckpointError, read_weights_info
 from avlearn.pipelines.checkpoints import load_model
 
@@ -58,7 +56,7 @@ class Localizer:
     """A trained localizer: frames and audio of a clip -> one map per frame.
 
     Args:
-        checkpoint: a ``localize`` checkpoint, or a ``sync`` checkpoint of ``avsync_tconv`` (class activation).
+        checkpoint: a ``localize`` checkpoint, or a ``sync`` checkpoint (class activation).
     """
 
     def __init__(self, checkpoint: str | Path = DEFAULT_CHECKPOINT):
@@ -66,14 +64,12 @@ class Localizer:
         if task not in ("localize", "sync"):
             raise CheckpointError(f"{checkpoint}: a '{task}' checkpoint; localize needs a 'localize' or 'sync' one")
         net, doc = load_model(checkpoint, task)
-        if task == "sync" and doc["model"] != "avsync_tconv":
-            raise CheckpointError(f"{checkpoint}: class activation maps need an avsync_tconv sync model")
         pre = doc["preprocessing"]
         if task == "sync":
             # evaluate the stem's last conv at every position instead of every other: the same features on a
             # grid twice as dense (H/8 instead of H/16), since nothing after it looks at neighbours
             net.encoders["video"].features[-1][0].stride = (1, 1, 1)
-            self.front_ends = _sync_front_ends(pre)
+            self.front_ends = (net.encoders["video"].front_end, net.encoders["audio"].front_end)
         self.net, self.task, self.checkpoint = net.eval(), task, str(checkpoint)
         self.method = pre.get("method", "ezvsl") if task == "localize" else "sync_cam"
         self.fps, self.sample_rate, self.size = float(pre["fps"]), int(pre["sample_rate"]), int(pre["size"])
@@ -113,15 +109,6 @@ class Localizer:
             aw = torch.cat([a[..., s : s + n] for s in s0])
             maps.append(sync_cam(self.net, fw, aw))
         return torch.cat(maps)
-
-
-def _sync_front_ends(pre: dict[str, Any]) -> tuple[VideoFrontEnd, AudioFrontEnd]:
-    """The front-ends an ``avsync_tconv`` checkpoint's model was trained behind, from its preprocessing (that
-    model does not hold them): frames at ``fps`` and ``size``, log-mel at ``spec_hop_s``."""
-    fps = float(pre["fps"])
-    hops_per_frame = round(1 / (fps * pre["spec_hop_s"]))
-    audio = AudioFrontEnd(pre["sample_rate"], pre["n_mels"], token_rate=fps, hops_per_token=hops_per_frame)
-    return VideoFrontEnd(fps, pre["size"]), audio
 
 
 @dataclass
@@ -237,7 +224,7 @@ def _localize_into(
     Args:
         path: media file with video and audio.
         out: output folder (created).
-        checkpoint: a ``localize`` or ``avsync_tconv`` ``sync`` checkpoint.
+        checkpoint: a ``localize`` or a ``sync`` checkpoint.
         size: shorter side of the written video in pixels (the aspect ratio and rotation of the file are kept).
 
     Raises:

@@ -1,8 +1,9 @@
 """``avlearn sync-offset CLIP``: how far is a clip's audio out of sync with its picture?
 
-The clip is cut into overlapping windows; in each, the sync model scores the audio at every candidate
-offset of whole video frames (±15 frames, as SyncNet searches), giving a distribution over offsets per
-window. The whole-clip estimate multiplies the windows' distributions (sums their log-probabilities),
+The clip is cut into overlapping windows; in each, the sync model scores every candidate offset of whole
+video frames (+-15 frames, as SyncNet searches) from one pass of its encoders (the video once, the audio
+spanning all candidates once, the 31 alignments through the fusion as one batch), giving a distribution
+over offsets per window. The whole-clip estimate multiplies the windows' distributions (sums their log-probabilities),
 so confident windows outvote ambiguous ones (silence, a still picture).
 
 Sign: a positive offset means the audio lags the picture (it is heard late, "behind"); negative means it
@@ -53,15 +54,8 @@ def delay(audio: torch.Tensor, samples: int) -> torch.Tensor:
 
 
 def _scorer(checkpoint: str | Path):
-    from avlearn.tasks.sync import SyncTask
-
     net, doc = load_weights(checkpoint, task="sync")
-    pre = doc["preprocessing"]
-    task = SyncTask(
-        model=doc["model"], model_args=doc["model_args"], sample_rate=pre["sample_rate"], n_mels=pre["n_mels"]
-    )
-    task.net = net
-    return task.eval(), pre
+    return net.eval(), {**doc["preprocessing"], **net.preprocessing}
 
 
 @torch.no_grad()
@@ -70,7 +64,7 @@ def sync_offset(
     checkpoint: str | Path = DEFAULT_CHECKPOINT,
     *,
     hop: float | None = None,
-    max_frames: int = 15,
+    max_frames: int | None = None,
     shift_audio_ms: float = 0.0,
     batch_size: int = 16,
 ) -> OffsetResult:
@@ -80,7 +74,8 @@ def sync_offset(
         path: media file with video and audio.
         checkpoint: a ``sync`` checkpoint (NAME.safetensors + NAME.json).
         hop: seconds between window starts (default: half the model's window).
-        max_frames: search offsets of ``-max_frames .. +max_frames`` video frames.
+        max_frames: search offsets of ``-max_frames .. +max_frames`` video frames (default: 15, or the range
+            of the model's offset head).
         shift_audio_ms: delay the audio by this much before estimating (to test the tool on a clip known
             to be in sync; negative advances it).
         batch_size: windows scored together.
@@ -90,10 +85,9 @@ def sync_offset(
         ClipRangeError: the clip is shorter than one window plus the search margin on both sides.
         CheckpointError: missing checkpoint, or one trained for another task.
     """
-    from avlearn.tasks.sync import estimate_offset
-
-    task, pre = _scorer(checkpoint)
+    net, pre = _scorer(checkpoint)
     fps, sr, window = pre["fps"], pre["sample_rate"], pre["window"]
+    max_frames = max_frames or net.max_offset_frames or 15
     info = probe(path)
     if info.video is None:  # the soundtrack is read first, by a read that would not notice
         raise MissingStreamError(path, "the file has no video stream (sound only); a file with a picture is needed")
@@ -129,7 +123,7 @@ def sync_offset(
             break
         vids = torch.stack([frames[f - base : f - base + num_frames] for f in f0])
         auds = torch.stack([padded[round(f / fps * sr) : round(f / fps * sr) + num_samples + 2 * pad] for f in f0])
-        offsets, logp = estimate_offset(task, vids, auds, pad, fps, sr, max_frames)
+        offsets, logp = net.offsets(vids, auds, pad, max_frames)
         total = logp.sum(0) if total is None else total + logp.sum(0)
         for f, lp in zip(f0, logp):
             k = int(lp.argmax())
@@ -161,7 +155,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("clip", help="video file with audio")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="sync checkpoint (default: shipped)")
     parser.add_argument("--hop", type=float, default=None, help="seconds between windows (default: half a window)")
-    parser.add_argument("--max-frames", type=int, default=15, help="search +- this many video frames (default 15)")
+    parser.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        help="search offsets of +- this many video frames (default 15, or the offset head range of the model)",
+    )
     parser.add_argument("--shift-audio-ms", type=float, default=0.0, help="delay the audio first (a self-test)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 

@@ -68,6 +68,7 @@ class ExportWeights(L.Callback):
         self.folder = str(folder)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         meta = {"epoch": trainer.current_epoch, "global_step": trainer.global_step, "metrics": metrics}
+        meta.update(getattr(pl_module, "export_meta", dict)())  # e.g. the weights the run started from
         info = pl_module.export_info()
         save_weights(folder / "last", pl_module.net, **info, meta=meta)
         value = metrics.get(self.monitor)

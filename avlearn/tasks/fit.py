@@ -22,7 +22,7 @@ import lightning as L
 
 from avlearn.data.manifest import ManifestError, read_manifest
 from avlearn.io.errors import MediaError
-from avlearn.models.weights import CheckpointError
+from avlearn.models.weights import CheckpointError, read_weights_info
 from avlearn.tasks.checkpoints import (
     AtomicCheckpointIO,
     FitError,
@@ -59,6 +59,19 @@ def check_manifests(data_args: Any) -> None:
             raise FitError(f"{value}: lists {missing}, which does not exist; fix that row or render the data again")
 
 
+def check_init_from(model_args: Any) -> None:
+    """A task's ``init_from`` (weights to start from) names an exported checkpoint of the model the run
+    trains; checked before anything is built, so a wrong one is one line (inside the task's constructor the
+    error would reach the user wrapped in the argument parser's)."""
+    args = dict(model_args or {})
+    path = args.get("init_from")
+    if not path:
+        return
+    doc = read_weights_info(path)
+    if args.get("model") and doc.get("model") != args["model"]:
+        raise FitError(f"{path}: a {doc.get('model')} checkpoint; this run trains {args['model']}")
+
+
 def _cli_class():
     from lightning.pytorch.cli import LightningCLI
     from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -72,6 +85,8 @@ def _cli_class():
             config = self.config[self.config.subcommand]
             data = config.get("data")
             check_manifests(data.get("init_args") if data is not None and "init_args" in data else data)
+            model = config.get("model")
+            check_init_from(model.get("init_args") if model is not None and "init_args" in model else model)
             ckpt_path = config.get("ckpt_path")
             if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
                 ckpt = check_checkpoint(ckpt_path)  # before LightningCLI itself unpickles it for hyperparameters

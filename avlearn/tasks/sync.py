@@ -1,22 +1,21 @@
 """Self-supervised audio-visual synchronization: is this audio the one that goes with this video, and when?
 
-Three objectives share one model (``avlearn.models`` by name) whose scalar output scores a (video window,
-audio window) pair. The default is ``avsync_tconv``, early fusion in time, because it learns the worlds in
-minutes on a CPU where the attention fusions (``avsync_mbt`` bottlenecks, ``avsync_xattn``, ``avsync_late``)
-stayed near chance for the same budget (see README, sync ablation):
+Two objectives train one sync model (:class:`avlearn.models.sync.SyncModel`, by registered name), whose
+encoders are the backbone the other tasks start from. The default model is ``avsync_mbt``: MBT attention
+bottlenecks that carry time (see README, sync ablation):
 
 - :class:`SyncBinary` (Owens & Efros 2018): aligned audio vs. the same clip's audio shifted well outside
   the tolerance, balanced, binary cross-entropy; accuracy is ``(logit > 0) == label``.
 - :class:`SyncContrastive` (AVTS, Korbar et al. 2018): the aligned audio against easy negatives (other clips'
   audio) and hard negatives (the same clip shifted), softmax over the candidates, with a curriculum that
   starts from easy negatives and moves the hard ones ever closer in time.
-- offset estimation (:func:`estimate_offset`): score K candidate offsets (±15 video frames, as SyncNet
-  searches) and report the best with a softmax confidence.
+
+Both also train the model's offset head (classification over ``-K..K`` frames, as Synchformer does), which
+lets ``avlearn sync-offset`` find an offset in one pass per window.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -24,19 +23,16 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import BinaryAccuracy
 
-from avlearn.audio import LogMel
-from avlearn.data.cache import decode_clips
-from avlearn.data.manifest import read_manifest
 from avlearn.data.sync import SyncWindows
 from avlearn.models import create_model
-from avlearn.tasks.fit import WindowData, adamw_one_cycle, checkpoint_info
-from avlearn.video.transforms import normalize_video
-
-SPEC_HOP_S = 0.01  # 10 ms log-mel hop: four spectrogram frames per 25 fps video frame
+from avlearn.models.weights import CheckpointError, load_weights, weights_sha256
+from avlearn.tasks.datamodule import WindowData
+from avlearn.tasks.export import checkpoint_info
+from avlearn.tasks.optim import adamw_one_cycle
 
 
 class SyncData(WindowData):
-    """Decoded windows of a world (or any manifest) for sync training.
+    """Windows of a world (or any manifest) for sync training (:class:`~avlearn.data.sync.SyncWindows`).
 
     Args:
         train_manifest: JSONL manifest of training clips.
@@ -49,9 +45,14 @@ class SyncData(WindowData):
             Efros' 2-6 s shifts of 4.2 s clips).
         max_shift: largest |shift|, seconds.
         num_shifted: shifted negatives per example.
+        max_offset_frames: range of the ``offset`` draws, whole video frames (None: the ``K`` of the model's
+            offset head, ``net.max_offset_frames``).
         batch_size: examples per batch.
-        num_workers: DataLoader workers (windows are cut from memory; 0 is usually fastest).
-        cache: keep decoded clips in a safetensors file beside each manifest.
+        num_workers: DataLoader workers, which decode the windows (with ``cache``, windows are cut from memory
+            and 0 is usually fastest).
+        cache: decode the clips once into memory and a safetensors file beside each manifest (small data
+            sets, many epochs); false reads each window from its file (any size); None (the default) caches
+            when the decoded clips fit in ``avlearn.data.cache.CACHE_BUDGET`` (4 GiB).
         seed: seed of the training order and windows (both a function of seed, epoch and index).
     """
 
@@ -66,9 +67,10 @@ class SyncData(WindowData):
         min_shift: float | None = None,
         max_shift: float | None = None,
         num_shifted: int = 1,
+        max_offset_frames: int | None = None,
         batch_size: int = 32,
         num_workers: int = 0,
-        cache: bool = True,
+        cache: bool | None = None,
         seed: int = 0,
     ):
         super().__init__()
@@ -82,75 +84,76 @@ class SyncData(WindowData):
         h = self.hparams
         return {"window": h.window, "fps": h.fps, "size": h.size, "sample_rate": h.sample_rate}
 
-    def _clips(self, manifest: str):
-        h = self.hparams
-        cache = Path(manifest).parent / ".avlearn-cache" if h.cache else None
-        return decode_clips(read_manifest(manifest), fps=h.fps, size=h.size, sample_rate=h.sample_rate, cache_dir=cache)
-
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
         if self.train_set is None:
-            train = self._clips(h.train_manifest)
-            max_shift = min(self.max_shift, train.duration - h.window)
+            k = h.max_offset_frames
+            if k is None:
+                net = getattr(self.trainer.lightning_module, "net", None) if self.trainer is not None else None
+                k = getattr(net, "max_offset_frames", 15)
+            shifts = {"min_shift": self.min_shift, "max_shift": self.max_shift, "max_offset_frames": k}
             self.train_set = SyncWindows(
-                train, h.window, min_shift=self.min_shift, max_shift=max_shift, num_shifted=h.num_shifted, seed=h.seed
+                self.clips(h.train_manifest), h.window, **shifts, num_shifted=h.num_shifted, seed=h.seed
             )
-            val = self._clips(h.val_manifest)
-            self.val_set = SyncWindows(
-                val,
-                h.window,
-                min_shift=self.min_shift,
-                max_shift=min(self.max_shift, val.duration - h.window),
-                num_shifted=1,
-                deterministic=True,
-            )
+            self.val_set = SyncWindows(self.clips(h.val_manifest), h.window, **shifts, deterministic=True)
 
 
 class SyncTask(L.LightningModule):
-    """What the sync objectives share: the scoring model, log-mel features, optimizer, exported metadata.
+    """What the sync objectives share: the sync model (with its front-ends), optimizer, exported metadata.
 
-    Subclasses implement :meth:`common_step` returning ``(loss, logits, labels)`` for binary accuracy.
+    Models with an offset head (``max_offset_frames > 0``) also learn the offset of a third audio window, moved
+    by a random whole number of frames (the data's ``offset``), with cross-entropy over the ``2K+1`` offsets,
+    from epoch ``offset_from_epoch`` on; ``offset_weight`` scales that loss. Trained from the first step, this
+    hard 31-way loss kept both heads at chance on the worlds (the sync head learns in an epoch without it), so
+    it waits until the encoders have learned what goes together. Subclasses implement :meth:`common_step` returning
+    ``(loss, logits, labels)`` for binary accuracy.
 
     Args:
-        model: registered model name; it maps ``{"video", "spec"}`` to one logit per example.
-        model_args: keyword arguments of its builder (e.g. ``fusion_layer``, ``num_bottlenecks``).
-        sample_rate: audio rate of the data.
-        n_mels: mel bands.
+        model: registered sync model name (``avsync_mbt``, ``avsync_tconv``, ...).
+        model_args: keyword arguments of its builder (e.g. ``frames_per_bottleneck``, ``fusion_layer``).
         lr: peak learning rate (AdamW, one-cycle schedule).
         weight_decay: AdamW weight decay.
+        offset_weight: weight of the offset classification loss (0: no offset training).
+        offset_from_epoch: first epoch with the offset loss.
+        init_from: a sync checkpoint of the same model to start from (e.g. one trained on another world); its
+            path and sha256 go into the exported weights' ``meta.init_from``.
     """
 
     task_name = "sync"
 
     def __init__(
         self,
-        model: str = "avsync_tconv",
+        model: str = "avsync_mbt",
         model_args: dict[str, Any] | None = None,
-        sample_rate: int = 16000,
-        n_mels: int = 64,
-        lr: float = 2e-3,
+        lr: float = 1e-3,
         weight_decay: float = 0.05,
+        offset_weight: float = 1.0,
+        offset_from_epoch: int = 3,
+        init_from: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.net = create_model(model, **(model_args or {}))
-        self.logmel = LogMel(sample_rate, n_fft=512, hop_length=round(sample_rate * SPEC_HOP_S), n_mels=n_mels)
+        self.init_from = None
+        if init_from:
+            start, doc = load_weights(init_from, task="sync")
+            if doc["model"] != model:
+                raise CheckpointError(f"{init_from}: a {doc['model']} checkpoint; this run trains {model}")
+            self.net.load_state_dict(start.state_dict())
+            self.init_from = {"path": str(init_from), "sha256": weights_sha256(init_from)}
         self.train_acc, self.val_acc = BinaryAccuracy(), BinaryAccuracy()
 
-    # -- scoring -------------------------------------------------------------------------------------
-    def video_tokens(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(B, T, H, W, 3)`` -> video tokens ``(B, N_v, D)``."""
-        return self.net.proj["video"](self.net.encoders["video"].forward_tokens(normalize_video(frames)))
-
-    def spec_tokens(self, audio: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """``(B, S)`` -> spec tokens ``(B, N_a, D)`` covering ``num_frames`` video frames."""
-        spec = self.logmel(audio)[..., : 4 * num_frames].unsqueeze(1)  # (B, S) -> (B, 1, F, 4T)
-        return self.net.proj["spec"](self.net.encoders["spec"].forward_tokens(spec))
-
-    def score(self, video_tokens: torch.Tensor, spec_tokens: torch.Tensor) -> torch.Tensor:
-        """Sync logits ``(B,)`` of token pairs."""
-        fused = self.net.fusion({"video": video_tokens, "spec": spec_tokens})
-        return self.net.forward_head(fused).squeeze(-1)
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        pre = getattr(dm, "preprocessing", None) or {}
+        mine = self.net.preprocessing
+        wrong = [
+            f"{k} {pre[k]} (the model takes {mine[k]})"
+            for k in ("fps", "size", "sample_rate")
+            if k in pre and k in mine and float(pre[k]) != float(mine[k])
+        ]
+        if wrong:
+            raise ValueError(f"the data's {', '.join(wrong)}; set the model's or the data's to match")
 
     # -- training ------------------------------------------------------------------------------------
     def common_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -158,14 +161,27 @@ class SyncTask(L.LightningModule):
 
     def binary_logits(self, batch: dict[str, torch.Tensor], vt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Aligned vs. first shifted audio: logits ``(2B,)`` and labels ``(2B,)``."""
-        t = batch["video"].shape[1]
-        pos = self.score(vt, self.spec_tokens(batch["audio"], t))
-        neg = self.score(vt, self.spec_tokens(batch["shifted"][:, 0], t))
+        t = vt.shape[1]
+        pos = self.net.score(vt, self.net.audio_tokens(batch["audio"], t))
+        neg = self.net.score(vt, self.net.audio_tokens(batch["shifted"][:, 0], t))
         labels = torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
         return torch.cat([pos, neg]), labels
 
-    def on_train_epoch_start(self) -> None:
-        self.trainer.datamodule.train_set.set_epoch(self.current_epoch)
+    def offset_loss(self, batch: dict[str, torch.Tensor], vt: torch.Tensor, stage: str) -> torch.Tensor:
+        """Cross-entropy of the offset head on the batch's offset audio (0 without an offset head)."""
+        h = self.hparams
+        if self.net.offset_head is None:
+            return vt.new_zeros(())
+        if h.offset_weight == 0 or self.current_epoch < h.offset_from_epoch:
+            # the head still takes part, with zero gradient: under DDP a parameter left out of the loss keeps
+            # its gradient bucket from being reduced, and the replicas drift apart
+            return sum(p.sum() for p in self.net.offset_head.parameters()) * 0.0
+        at = self.net.audio_tokens(batch["offset_audio"], vt.shape[1])
+        logits = self.net.offset_head(self.net.embed(vt, at)).float()
+        target = batch["offset"] + self.net.max_offset_frames
+        within = ((logits.argmax(1) - target).abs() <= 1).float().mean()
+        self.log(f"{stage}/offset_acc", within, prog_bar=stage == "val", sync_dist=stage == "val")
+        return self.hparams.offset_weight * F.cross_entropy(logits, target)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, logits, labels = self.common_step(batch)
@@ -175,7 +191,9 @@ class SyncTask(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        logits, labels = self.binary_logits(batch, self.video_tokens(batch["video"]))
+        vt = self.net.video_tokens(batch["video"])
+        logits, labels = self.binary_logits(batch, vt)
+        self.offset_loss(batch, vt, "val")
         self.val_acc(logits, labels)
         self.log("val/loss", F.binary_cross_entropy_with_logits(logits, labels), sync_dist=True)
         self.log("val/acc", self.val_acc, prog_bar=True)
@@ -184,16 +202,25 @@ class SyncTask(L.LightningModule):
         return adamw_one_cycle(self, self.hparams.lr, self.hparams.weight_decay)
 
     def export_info(self) -> dict[str, Any]:
-        """What a checkpoint needs besides the tensors (see avlearn.models.weights)."""
-        return checkpoint_info(self, n_mels=self.hparams.n_mels, spec_hop_s=SPEC_HOP_S)
+        """What a checkpoint needs besides the tensors (see avlearn.models.weights): the data's window, the
+        model's front-ends, and the components a task can load on their own (``load_component``)."""
+        info = checkpoint_info(self, **self.net.preprocessing)
+        info["components"] = self.net.components()
+        return info
+
+    def export_meta(self) -> dict[str, Any]:
+        """Exported with the weights' metadata: which weights this run started from."""
+        return {"init_from": self.init_from} if self.init_from else {}
 
 
 class SyncBinary(SyncTask):
-    """Aligned vs. shifted, balanced binary cross-entropy (Owens & Efros, ECCV 2018)."""
+    """Aligned vs. shifted, balanced binary cross-entropy (Owens & Efros, ECCV 2018), plus the offset head."""
 
     def common_step(self, batch):
-        logits, labels = self.binary_logits(batch, self.video_tokens(batch["video"]))
-        return F.binary_cross_entropy_with_logits(logits, labels), logits, labels
+        vt = self.net.video_tokens(batch["video"])
+        logits, labels = self.binary_logits(batch, vt)
+        loss = F.binary_cross_entropy_with_logits(logits, labels) + self.offset_loss(batch, vt, "train")
+        return loss, logits, labels
 
 
 class SyncContrastive(SyncTask):
@@ -223,67 +250,28 @@ class SyncContrastive(SyncTask):
     ):
         super().__init__(**kwargs)
         self.save_hyperparameters()
-        self._start_min_shift = None
+
+    def epoch_params(self, epoch: int) -> dict[str, float]:
+        """The curriculum's ``min_shift`` of an epoch; the training sampler carries it to the data's workers
+        (see :mod:`avlearn.data.clips`), so it holds with persistent workers and after a resume."""
+        h, start = self.hparams, self.trainer.datamodule.min_shift
+        progress = min(1.0, max(0.0, (epoch - h.easy_epochs) / max(1, h.curriculum_epochs)))
+        return {"min_shift": start + progress * (h.hard_min_shift - start)}
 
     def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()
-        ds = self.trainer.datamodule.train_set
-        if self._start_min_shift is None:
-            self._start_min_shift = ds.min_shift
-        h = self.hparams
-        progress = min(1.0, max(0.0, (self.current_epoch - h.easy_epochs) / max(1, h.curriculum_epochs)))
-        ds.min_shift = self._start_min_shift + progress * (h.hard_min_shift - self._start_min_shift)
-        self.log("curriculum/min_shift", ds.min_shift)
+        self.log("curriculum/min_shift", self.epoch_params(self.current_epoch)["min_shift"])
 
     def common_step(self, batch):
-        vt = self.video_tokens(batch["video"])
-        t = batch["video"].shape[1]
+        vt = self.net.video_tokens(batch["video"])
+        t = vt.shape[1]
         b = vt.shape[0]
         candidates = [batch["audio"]]
         candidates += [batch["audio"].roll(k + 1, dims=0) for k in range(min(self.hparams.num_easy, b - 1))]
         if self.current_epoch >= self.hparams.easy_epochs:
             candidates += list(batch["shifted"].unbind(1))
-        logits = torch.stack([self.score(vt, self.spec_tokens(a, t)) for a in candidates], dim=1)  # (B, 1 + neg)
+        logits = torch.stack([self.net.score(vt, self.net.audio_tokens(a, t)) for a in candidates], dim=1)
         loss = F.cross_entropy(logits, torch.zeros(b, dtype=torch.long, device=vt.device))
+        loss = loss + self.offset_loss(batch, vt, "train")
         # binary view for the accuracy: aligned vs. the hardest negative present
         pair = torch.cat([logits[:, 0], logits[:, -1]])
         return loss, pair, torch.cat([torch.ones(b, device=vt.device), torch.zeros(b, device=vt.device)])
-
-
-@torch.no_grad()
-def estimate_offset(
-    task: SyncTask,
-    frames: torch.Tensor,
-    audio: torch.Tensor,
-    audio_start: int,
-    fps: float,
-    sample_rate: int,
-    max_frames: int = 15,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores candidate audio offsets of whole video frames for one or more video windows.
-
-    Args:
-        task: a trained sync task (its model scores pairs).
-        frames: ``(B, T, H, W, 3)`` uint8 video windows.
-        audio: ``(B, S_ext)`` audio around each window.
-        audio_start: index in ``audio`` of the sample aligned with the windows' first frame (per the file).
-        fps: video frame rate.
-        sample_rate: audio rate.
-        max_frames: candidates are ``-max_frames .. +max_frames`` frames.
-
-    Returns:
-        ``(offsets (K,) seconds, log-probabilities (B, K))``: candidate ``d`` means the audio that goes with
-        the picture lies ``d`` seconds later in the file (the audio lags, plays behind, by ``d``).
-    """
-    t = frames.shape[1]
-    n = round(t / fps * sample_rate)
-    vt = task.video_tokens(frames)
-    steps = torch.arange(-max_frames, max_frames + 1)
-    scores = []
-    for k in steps.tolist():
-        a0 = audio_start + round(k / fps * sample_rate)
-        if a0 < 0 or a0 + n > audio.shape[1]:
-            raise ValueError(f"audio does not cover offset {k} frames; pass {max_frames} frames of margin")
-        scores.append(task.score(vt, task.spec_tokens(audio[:, a0 : a0 + n], t)))
-    logits = torch.stack(scores, dim=1)  # (B, K)
-    return steps.float() / fps, logits.log_softmax(dim=1)
