@@ -93,3 +93,15 @@ def test_a_component_loads_alone_and_refuses_another_front_end(tmp_path):
         load_component(path, "video", fps=30.0)
     with pytest.raises(CheckpointError, match="no 'fusion' component"):
         load_component(path, "fusion")
+
+
+def test_the_video_front_end_normalizes_as_before_and_leaves_its_input_alone():
+    from avlearn.models.frontend import VideoFrontEnd
+    from avlearn.video.transforms import normalize_video
+
+    frames = torch.randint(0, 255, (2, 5, 8, 8, 3), dtype=torch.uint8)
+    torch.testing.assert_close(VideoFrontEnd()(frames), normalize_video(frames))
+    floats = frames.float()
+    before = floats.clone()
+    VideoFrontEnd()(floats)  # normalizes in place on its own copy
+    assert torch.equal(floats, before)

@@ -45,8 +45,8 @@ class VideoFrontEnd(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """``(B, T, H, W, 3)`` uint8 -> ``(B, 3, T, H, W)`` float."""
-        x = frames.permute(0, 4, 1, 2, 3).float() / 255.0
-        return (x - self.mean) / self.std
+        x = frames.permute(0, 4, 1, 2, 3).to(torch.float32, copy=True)  # in-place below: one float copy, not 3
+        return x.div_(255.0).sub_(self.mean).div_(self.std)
 
     @property
     def preprocessing(self) -> dict[str, Any]:

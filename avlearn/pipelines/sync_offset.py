@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from avlearn.io import ClipRangeError, MissingStreamError, probe, read_clip, read_frames
-from avlearn.models.weights import load_weights
+from avlearn.pipelines.checkpoints import load_model
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "sync_speakers"
 MIN_AGREEMENT = 0.5  # fewer windows than this agreeing with the clip's estimate get a warning
@@ -54,8 +54,8 @@ def delay(audio: torch.Tensor, samples: int) -> torch.Tensor:
 
 
 def _scorer(checkpoint: str | Path):
-    net, doc = load_weights(checkpoint, task="sync")
-    return net.eval(), {**doc["preprocessing"], **net.preprocessing}
+    net, doc = load_model(checkpoint, "sync")
+    return net, doc["preprocessing"]
 
 
 @torch.no_grad()
