@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from procs import run_group
 from safetensors.torch import load_file
 
 from avlearn.data.adapters import voxceleb2
@@ -90,15 +89,8 @@ def test_each_task_trains_an_epoch_of_real_clips_under_two_process_gloo_ddp(task
         "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
         "--trainer.callbacks+=callbacks.DumpWeights", "--trainer.callbacks.init_args.out", str(tmp_path / "replicas"),
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
-    try:
-        _, err = proc.communicate(timeout=240)
-    finally:  # a timed-out launcher must not leave its ranks behind (they held the port and a core)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, err[-3000:]
+    proc = run_group(cmd, env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (load_file(str(tmp_path / "replicas" / f"rank{r}.safetensors")) for r in (0, 1))
     start = load_file(str(tmp_path / "replicas" / "rank0_start.safetensors"))
     for key in r0:

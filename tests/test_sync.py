@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from procs import run_group
 from safetensors.torch import load_file
 
 from avlearn.cli import main
@@ -105,7 +106,7 @@ def test_ddp_two_cpu_processes_keep_identical_replicas(world, tmp_path):
         "--trainer.callbacks+=callbacks.DumpWeights",
         "--trainer.callbacks.init_args.out", str(tmp_path / "replicas"),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    proc = run_group(cmd, env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (load_file(str(tmp_path / "replicas" / f"rank{r}.safetensors")) for r in (0, 1))
     assert r0.keys() == r1.keys()
