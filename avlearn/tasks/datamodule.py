@@ -3,12 +3,15 @@ order that resumes exactly and carries the task's per-epoch parameters to the wo
 
 from __future__ import annotations
 
+import json
+
 import lightning as L
 import torch
 
 from avlearn.data.cache import ClipArrays, open_clips
 from avlearn.data.clips import EpochShuffle, LazyClips
 from avlearn.data.loader import ResumableLoader
+from avlearn.tasks.checkpoints import FitError
 
 __all__ = ["WindowData"]
 
@@ -51,3 +54,28 @@ class WindowData(L.LightningDataModule):
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
         )
+
+
+def check_front_end(trainer: L.Trainer, net: torch.nn.Module) -> None:
+    """Refuses data decoded other than the model's front-ends take (picture and sound would misalign): one line
+    naming the ``model_args`` that would make them agree.
+
+    Raises:
+        FitError: the data module's ``preprocessing`` disagrees with ``net.preprocessing``.
+    """
+    data = getattr(trainer.datamodule, "preprocessing", None) or {}
+    own = net.preprocessing
+    clash = {k: data[k] for k, v in own.items() if k in data and _differs(data[k], v)}
+    if clash:
+        raise FitError(
+            f"the data is decoded at {clash} but the model's front-end takes { {k: own[k] for k in clash} }: "
+            f"give the model the same, --model.init_args.model_args '{json.dumps(clash)}'"
+        )
+
+
+def _differs(a, b) -> bool:
+    """25 and 25.0 are the same rate."""
+    try:
+        return float(a) != float(b)
+    except (TypeError, ValueError):
+        return a != b

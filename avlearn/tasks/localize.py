@@ -21,7 +21,6 @@ objects) only picks the exported checkpoint.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import lightning as L
@@ -34,8 +33,7 @@ from avlearn.data.clips import Draw, LazyClips, draw_key
 from avlearn.data.manifest import load_annotations
 from avlearn.models import create_model
 from avlearn.models.localize import pair_similarity, similarity
-from avlearn.tasks.checkpoints import FitError
-from avlearn.tasks.datamodule import WindowData
+from avlearn.tasks.datamodule import WindowData, check_front_end
 from avlearn.tasks.export import checkpoint_info
 from avlearn.tasks.optim import adamw_one_cycle
 
@@ -214,15 +212,7 @@ class LocalizationTask(L.LightningModule):
         self.net = create_model(model, **(model_args or {}))
 
     def setup(self, stage: str) -> None:
-        """Refuses data decoded other than the model's front-ends take (picture and sound would misalign)."""
-        data = getattr(self.trainer.datamodule, "preprocessing", None) or {}
-        clash = {k: data[k] for k, v in self.net.preprocessing.items() if data.get(k, v) != v}
-        if clash:
-            raise FitError(
-                f"the data is decoded at {clash} but the model's front-end takes "
-                f"{ {k: self.net.preprocessing[k] for k in clash} }: give the model the same, "
-                f"--model.init_args.model_args '{json.dumps(clash)}'"
-            )
+        check_front_end(self.trainer, self.net)
 
     def maps(self, v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """Each clip's map for its own audio, ``(B, h, w)``: the cosine map, or the attention for ``attention``."""

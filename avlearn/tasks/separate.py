@@ -11,7 +11,6 @@ and takes the best assignment of outputs to references (permutation-invariant tr
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import lightning as L
@@ -20,8 +19,7 @@ import torch
 from avlearn.data.separation import MixTracks, SourceTracks, TrackIndex, open_tracks
 from avlearn.metrics.separation import pit_assign, si_sdr
 from avlearn.models import create_model
-from avlearn.tasks.checkpoints import FitError
-from avlearn.tasks.datamodule import WindowData
+from avlearn.tasks.datamodule import WindowData, check_front_end
 from avlearn.tasks.export import checkpoint_info
 from avlearn.tasks.optim import adamw_one_cycle
 
@@ -148,15 +146,7 @@ class Separation(L.LightningModule):
         self.visual = getattr(self.net, "crops", None) is not None
 
     def setup(self, stage: str) -> None:
-        """Refuses data decoded at other rates than the model's front-end takes (sound and crops would misalign)."""
-        data = getattr(self.trainer.datamodule, "preprocessing", None) or {}
-        clash = {k: data[k] for k, v in self.net.preprocessing.items() if data.get(k, v) != v}
-        if clash:
-            raise FitError(
-                f"the data is decoded at {clash} but the model's front-end takes "
-                f"{ {k: self.net.preprocessing[k] for k in clash} }: give the model the same, "
-                f"--model.init_args.model_args '{json.dumps(clash)}'"
-            )
+        check_front_end(self.trainer, self.net)
 
     def losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(loss per valid source, SI-SDR improvement per valid sounding source)``."""

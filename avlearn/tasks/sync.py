@@ -26,7 +26,7 @@ from torchmetrics.classification import BinaryAccuracy
 from avlearn.data.sync import SyncWindows
 from avlearn.models import create_model
 from avlearn.models.weights import CheckpointError, load_weights, weights_sha256
-from avlearn.tasks.datamodule import WindowData
+from avlearn.tasks.datamodule import WindowData, check_front_end
 from avlearn.tasks.export import checkpoint_info
 from avlearn.tasks.optim import adamw_one_cycle
 
@@ -144,16 +144,7 @@ class SyncTask(L.LightningModule):
         self.train_acc, self.val_acc = BinaryAccuracy(), BinaryAccuracy()
 
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None)
-        pre = getattr(dm, "preprocessing", None) or {}
-        mine = self.net.preprocessing
-        wrong = [
-            f"{k} {pre[k]} (the model takes {mine[k]})"
-            for k in ("fps", "size", "sample_rate")
-            if k in pre and k in mine and float(pre[k]) != float(mine[k])
-        ]
-        if wrong:
-            raise ValueError(f"the data's {', '.join(wrong)}; set the model's or the data's to match")
+        check_front_end(self.trainer, self.net)
 
     # -- training ------------------------------------------------------------------------------------
     def common_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
