@@ -85,12 +85,8 @@ class AVLocalizer(Encoder):
         self.num_features, self.num_classes = dim, 0
         self._head_hidden_size = 2 * dim
         self.stride = 4
-        hops_per_frame = 1  # the spectrogram CNN's time stride
-        for m in self.spec.modules():
-            if isinstance(m, nn.Conv2d):
-                hops_per_frame *= m.stride[1]
         self.video_front_end = VideoFrontEnd(fps, size)
-        self.audio_front_end = AudioFrontEnd(sample_rate, n_mels, token_rate=fps, hops_per_token=hops_per_frame)
+        self.audio_front_end = AudioFrontEnd(sample_rate, n_mels, token_rate=fps, hops_per_token=self.spec.time_stride)
 
     @property
     def preprocessing(self) -> dict[str, Any]:

@@ -121,6 +121,15 @@ class SyncSpecStem(Encoder):
         self.num_features, self.num_classes = dim, num_classes
         self.head = make_head(dim, num_classes)
 
+    @property
+    def time_stride(self) -> int:
+        """Spectrogram hops per output step: the product of the convolutions' time strides."""
+        stride = 1
+        for m in self.features.modules():
+            if isinstance(m, nn.Conv2d):
+                stride *= m.stride[1]
+        return stride
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if self.changes:
             flux = torch.relu(torch.diff(x, dim=-1, prepend=x[..., :1]))  # (B, 1, F, Ta)
@@ -234,11 +243,7 @@ class SyncAudioEncoder(SyncSpecStem):
             "dim": dim,
             "changes": changes,
         }
-        stride = 1
-        for m in self.features.modules():
-            if isinstance(m, nn.Conv2d):
-                stride *= m.stride[1]
-        self.front_end = AudioFrontEnd(sample_rate, n_mels, token_rate=fps, hops_per_token=stride)
+        self.front_end = AudioFrontEnd(sample_rate, n_mels, token_rate=fps, hops_per_token=self.time_stride)
 
     def forward_features(self, audio: torch.Tensor, num_tokens: int | None = None) -> torch.Tensor:
         """``(B, S)`` -> ``(B, D, F', num_tokens)``; by default as many tokens as whole frames the audio spans."""

@@ -193,16 +193,24 @@ def load_weights(
         model = create_model(doc["model"], **doc.get("model_args", {}))
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{weights}: cannot build model {doc['model']!r}: {err}") from None
+    _fill(model, _read_tensors(weights, map_location), f"{weights}: the tensors do not fit model {doc['model']!r}")
+    return model.eval(), doc
+
+
+def _read_tensors(weights: Path, map_location: str | torch.device) -> dict[str, torch.Tensor]:
     try:
-        state = load_file(str(weights), device=str(map_location))
+        return load_file(str(weights), device=str(map_location))
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{weights}: damaged safetensors file ({err})") from None
+
+
+def _fill(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Loads ``state`` strictly; missing, unexpected or differently shaped tensors are one line after ``what``."""
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as err:  # missing, unexpected or differently shaped tensors
+    except RuntimeError as err:
         detail = " ".join(str(err).split())[:400]
-        raise CheckpointError(f"{weights}: the tensors do not fit model {doc['model']!r}: {detail}") from None
-    return model.eval(), doc
+        raise CheckpointError(f"{what}: {detail}") from None
 
 
 def weights_sha256(path: str | os.PathLike) -> str:
@@ -253,15 +261,8 @@ def load_component(
     if wrong or unknown:
         why = f"its front-end takes {', '.join(wrong)}" if wrong else f"its front-end has no {', '.join(unknown)}"
         raise CheckpointError(f"{weights}: component {name!r} does not fit: {why}")
-    try:
-        state = load_file(str(weights), device=str(map_location))
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{weights}: damaged safetensors file ({err})") from None
     prefix = part["prefix"]
+    state = _read_tensors(weights, map_location)
     own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    try:
-        model.load_state_dict(own, strict=True)
-    except RuntimeError as err:
-        detail = " ".join(str(err).split())[:400]
-        raise CheckpointError(f"{weights}: the {name!r} tensors do not fit {part['model']!r}: {detail}") from None
+    _fill(model, own, f"{weights}: the {name!r} tensors do not fit {part['model']!r}")
     return model.eval(), part
