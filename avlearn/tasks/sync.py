@@ -1,8 +1,8 @@
 """Self-supervised audio-visual synchronization: is this audio the one that goes with this video, and when?
 
 Two objectives train one sync model (:class:`avlearn.models.sync.SyncModel`, by registered name), whose
-encoders are the backbone the other tasks start from. The default model is ``avsync_mbt``: MBT attention
-bottlenecks that carry time (see README, sync ablation):
+encoders load on their own (``avlearn.models.weights.load_component``) for other tasks to start from. The
+default model is ``avsync_mbt``: MBT attention bottlenecks that carry time (see README, sync ablation):
 
 - :class:`SyncBinary` (Owens & Efros 2018): aligned audio vs. the same clip's audio shifted well outside
   the tolerance, balanced, binary cross-entropy; accuracy is ``(logit > 0) == label``.
@@ -10,8 +10,8 @@ bottlenecks that carry time (see README, sync ablation):
   audio) and hard negatives (the same clip shifted), softmax over the candidates, with a curriculum that
   starts from easy negatives and moves the hard ones ever closer in time.
 
-Both also train the model's offset head (classification over ``-K..K`` frames, as Synchformer does), which
-lets ``avlearn sync-offset`` find an offset in one pass per window.
+Both can also train the model's offset head (classification over ``-K..K`` frames, as Synchformer does); it
+stays far below the search over candidate offsets (README), so ``avlearn sync-offset`` does not use it.
 """
 
 from __future__ import annotations
