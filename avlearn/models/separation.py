@@ -28,6 +28,7 @@ from torch import nn
 
 from avlearn.audio import STFT
 from avlearn.models.registry import register_model
+from avlearn.models.sync import SyncAudioEncoder, SyncVideoEncoder, SyncVideoStem
 
 MASK_BOUND = 5.0
 
@@ -72,6 +73,38 @@ class CropEncoder(nn.Module):
         diff = torch.diff(x, dim=1, prepend=x[:, :1])
         f = self.frames(torch.cat([x, diff], dim=2).flatten(0, 1))  # (B*T, C)
         return self.temporal(f.reshape(b, t, -1).transpose(1, 2))  # (B, C, T) -> (B, D, T)
+
+
+class SyncCropEncoder(nn.Module):
+    """Per-frame features of a crop track from the sync-pretrained video encoder (``avsync_video``):
+    ``(B, T, h, w, 3)`` uint8 -> ``(B, D, T)``. The crops are resized to the encoder's frame size and each
+    frame's feature map is pooled as the sync model pools it (spatial max + mean), without the time code.
+    """
+
+    def __init__(self, **video: Any):
+        super().__init__()
+        self.encoder = SyncVideoEncoder(**video)
+        self.num_features = self.encoder.num_features
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        x = self.encoder.front_end(crops)  # (B, 3, T, h, w) normalized
+        size = self.encoder.front_end.size
+        x = nn.functional.interpolate(x, size=(x.shape[2], size, size), mode="trilinear", align_corners=False)
+        f = SyncVideoStem.forward_features(self.encoder, x)  # (B, D, T, h', w')
+        return f.amax(dim=(3, 4)) + f.mean(dim=(3, 4))
+
+
+class SyncMixtureEncoder(nn.Module):
+    """The sync-pretrained audio encoder (``avsync_audio``) on the mixture: ``(B, S)`` -> ``(B, D, T)``, one
+    step per video frame, which is one bottleneck column of the U-Net (both derive their hop from the fps)."""
+
+    def __init__(self, **audio: Any):
+        super().__init__()
+        self.encoder = SyncAudioEncoder(**audio)
+        self.num_features = self.encoder.num_features
+
+    def forward(self, audio: torch.Tensor, num_tokens: int) -> torch.Tensor:
+        return self.encoder.forward_features(audio, num_tokens).mean(2)  # (B, D, F', T) -> (B, D, T)
 
 
 class SeparatorFrontEnd(nn.Module):
@@ -130,18 +163,27 @@ class MaskUNet(nn.Module):
         num_masks: int = 1,
         mid_layers: int = 5,
         crop_widths: tuple[int, int, int] = (32, 64, 128),
+        sync_encoders: dict[str, dict[str, Any]] | None = None,
         **front_end: Any,
     ):
         super().__init__()
         w1, w2, w3 = widths
-        self.num_masks, self.visual_dim = num_masks, visual_dim
+        self.num_masks = num_masks
         self.front_end = SeparatorFrontEnd(**front_end)
         self.bins = self.front_end.stft.n_fft // 2  # the STFT's bins but the Nyquist one (its mask is copied)
-        self.crops = CropEncoder(visual_dim, crop_widths) if visual_dim else None
+        self.mixture = None  # the sync audio encoder's features of the mixture, joined at the bottleneck
+        if sync_encoders is not None:
+            self.crops = SyncCropEncoder(**sync_encoders["video"])
+            self.mixture = SyncMixtureEncoder(**sync_encoders["audio"])
+            visual_dim = self.crops.num_features
+        else:
+            self.crops = CropEncoder(visual_dim, crop_widths) if visual_dim else None
+        self.visual_dim = visual_dim
+        mixture_dim = self.mixture.num_features if self.mixture is not None else 0
         self.enc1 = nn.Sequential(_conv1d(self.bins, w1), _conv1d(w1, w1))
         self.enc2 = nn.Sequential(_conv1d(w1, w2, stride=2), _conv1d(w2, w2))
         self.enc3 = nn.Sequential(_conv1d(w2, w3, stride=2), _conv1d(w3, w3))
-        self.join = _conv1d(w3 + visual_dim, w3, 1)
+        self.join = _conv1d(w3 + visual_dim + mixture_dim, w3, 1)
         self.mid = nn.ModuleList(_conv1d(w3, w3, 3, dilation=2**i) for i in range(mid_layers))
         self.up2 = nn.ConvTranspose1d(w3, w2, 2, 2)
         self.dec2 = nn.Sequential(_conv1d(2 * w2, w2), _conv1d(w2, w2))
@@ -157,6 +199,13 @@ class MaskUNet(nn.Module):
     def preprocessing(self) -> dict[str, Any]:
         return self.front_end.preprocessing
 
+    @property
+    def backbone(self) -> dict[str, nn.Module]:
+        """The parts a sync checkpoint fills (``init_from``): its video and audio encoders."""
+        if self.mixture is None:
+            return {}
+        return {"video": self.crops.encoder, "audio": self.mixture.encoder}
+
     def separate(self, mixture: torch.Tensor, crops: torch.Tensor | None = None) -> torch.Tensor:
         """``mixture (B, S)`` and, for the visual model, ``crops (B, K, T, h, w, 3)`` uint8 -> estimates ``(B, K, S)``.
 
@@ -170,6 +219,8 @@ class MaskUNet(nn.Module):
         frames = spec.shape[-1] // self.time_stride * self.time_stride
         mag = torch.log(spec[:, : self.bins, :frames].abs() + 1e-3)
         inputs = {"mag": mag} if crops is None else {"mag": mag, "crops": crops}
+        if self.mixture is not None:
+            inputs["audio"] = mixture / rms
         masks = self(inputs).float()  # (B, K, bins, frames, 2)
         masks = nn.functional.pad(masks, (0, 0, 0, spec.shape[-1] - frames, 0, 1), mode="replicate")
         est = spec.unsqueeze(1) * torch.complex(masks[..., 0], masks[..., 1])
@@ -181,13 +232,16 @@ class MaskUNet(nn.Module):
         s2 = self.enc2(s1)
         return [s1, s2, self.enc3(s2)]
 
-    def decode(self, skips: list[torch.Tensor], visual: torch.Tensor | None) -> torch.Tensor:
-        """Encoder features (batch B) and visual features ``(B, D, T)`` -> masks ``(B, num_masks, bins, Ta, 2)``."""
+    def decode(self, skips: list[torch.Tensor], *extra: torch.Tensor | None) -> torch.Tensor:
+        """Encoder features (batch B) and further features ``(B, D, T)`` joined at the bottleneck (visual, and
+        the sync audio encoder's) -> masks ``(B, num_masks, bins, Ta, 2)``."""
         s1, s2, x = skips
-        if visual is not None:
-            if visual.shape[-1] != x.shape[-1]:
-                visual = nn.functional.interpolate(visual, size=x.shape[-1], mode="nearest")
-            x = torch.cat([x, visual.to(x.dtype)], dim=1)
+        for features in extra:
+            if features is None:
+                continue
+            if features.shape[-1] != x.shape[-1]:
+                features = nn.functional.interpolate(features, size=x.shape[-1], mode="nearest")
+            x = torch.cat([x, features.to(x.dtype)], dim=1)
         x = self.join(x)
         for layer in self.mid:
             x = x + layer(x)
@@ -206,12 +260,14 @@ class MaskUNet(nn.Module):
         """
         mag, crops = inputs["mag"], inputs.get("crops")
         skips = self.encode(mag)
+        if self.mixture is not None:
+            skips.append(self.mixture(inputs["audio"], mag.shape[-1] // self.time_stride))
         if self.crops is None:
-            return self.decode(skips, None)
+            return self.decode(skips[:3], *skips[3:])
         b, k = crops.shape[:2]
         visual = self.crops(crops.flatten(0, 1))  # (B*K, D, T)
         skips = [s.repeat_interleave(k, dim=0) for s in skips]
-        return self.decode(skips, visual).reshape(b, k, self.bins, mag.shape[-1], 2)
+        return self.decode(skips[:3], visual, *skips[3:]).reshape(b, k, self.bins, mag.shape[-1], 2)
 
 
 @register_model(input_size={"mag": (256, 200), "crops": (2, 50, 32, 48, 3)}, interface="separator")
@@ -226,6 +282,37 @@ def avsep_unet(
 def avsep_unet_tiny(**front_end: Any):
     """Test-sized avsep_unet."""
     return MaskUNet((16, 16, 16), visual_dim=8, num_masks=1, mid_layers=1, crop_widths=(4, 4, 4), **front_end)
+
+
+SYNC_ENCODERS = {
+    "video": {"fps": 25.0, "size": 64, "widths": [16, 32, 64], "dim": 64, "changes": True},
+    "audio": {"fps": 25.0, "sample_rate": 16000, "n_mels": 64, "widths": [16, 32, 64], "dim": 64, "changes": True},
+}
+
+
+@register_model(input_size={"mag": (256, 200), "crops": (2, 50, 32, 48, 3), "audio": (32000,)}, interface="separator")
+def avsep_sync(
+    widths: tuple[int, int, int] = (384, 448, 512),
+    mid_layers: int = 5,
+    video: dict[str, Any] | None = None,
+    audio: dict[str, Any] | None = None,
+    **front_end: Any,
+):
+    """Visually guided mask U-Net on the sync encoders (``avsync_video`` on each crop track, ``avsync_audio``
+    on the mixture, both joined at the bottleneck): the separator that starts from a sync checkpoint
+    (``init_from``). ``video``/``audio``: the encoders' arguments, as the sync checkpoint lists them."""
+    encoders = {"video": video or SYNC_ENCODERS["video"], "audio": audio or SYNC_ENCODERS["audio"]}
+    return MaskUNet(tuple(widths), num_masks=1, mid_layers=mid_layers, sync_encoders=encoders, **front_end)
+
+
+@register_model(input_size={"mag": (256, 200), "crops": (2, 50, 32, 48, 3), "audio": (32000,)}, interface="separator")
+def avsep_sync_tiny(**front_end: Any):
+    """Test-sized avsep_sync on the tiny sync encoders (``avsync_video_tiny``/``avsync_audio_tiny``)."""
+    encoders = {
+        "video": {"fps": 25.0, "size": 32, "widths": [4, 8, 16], "dim": 16, "changes": True},
+        "audio": {"fps": 25.0, "sample_rate": 16000, "n_mels": 32, "widths": [4, 8, 16], "dim": 16, "changes": True},
+    }
+    return MaskUNet((16, 16, 16), num_masks=1, mid_layers=1, sync_encoders=encoders, **front_end)
 
 
 @register_model(input_size={"mag": (256, 200)}, interface="separator")

@@ -13,6 +13,7 @@ by :class:`avlearn.tasks.export.ExportWeights`, a callback of the recipes.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
 from pathlib import Path
@@ -59,17 +60,32 @@ def check_manifests(data_args: Any) -> None:
             raise FitError(f"{value}: lists {missing}, which does not exist; fix that row or render the data again")
 
 
-def check_init_from(model_args: Any) -> None:
+def check_init_from(model_args: Any, task_name: str | None = None) -> None:
     """A task's ``init_from`` (weights to start from) names an exported checkpoint of the model the run
-    trains; checked before anything is built, so a wrong one is one line (inside the task's constructor the
-    error would reach the user wrapped in the argument parser's)."""
+    trains, or a checkpoint with components (the sync encoders another task's model starts from); checked
+    before anything is built, so a wrong one is one line (inside the task's constructor the error would reach
+    the user wrapped in the argument parser's)."""
     args = dict(model_args or {})
     path = args.get("init_from")
     if not path:
         return
     doc = read_weights_info(path)
-    if args.get("model") and doc.get("model") != args["model"]:
-        raise FitError(f"{path}: a {doc.get('model')} checkpoint; this run trains {args['model']}")
+    same_task = doc.get("task") == task_name
+    if args.get("model") and doc.get("model") != args["model"] and (same_task or not doc.get("components")):
+        why = "" if same_task else " without encoder components"
+        raise FitError(f"{path}: a {doc.get('model')} checkpoint{why}; this run trains {args['model']}")
+
+
+def _task_name(model: Any) -> str | None:
+    """``task_name`` of the configured task class (``sync``, ``separation``...), None when it cannot be read."""
+    path = model.get("class_path") if isinstance(model, dict) or hasattr(model, "get") else None
+    if not path or "." not in str(path):
+        return None
+    module, name = str(path).rsplit(".", 1)
+    try:
+        return getattr(getattr(importlib.import_module(module), name), "task_name", None)
+    except (ImportError, AttributeError):
+        return None
 
 
 def _cli_class():
@@ -86,7 +102,9 @@ def _cli_class():
             data = config.get("data")
             check_manifests(data.get("init_args") if data is not None and "init_args" in data else data)
             model = config.get("model")
-            check_init_from(model.get("init_args") if model is not None and "init_args" in model else model)
+            check_init_from(
+                model.get("init_args") if model is not None and "init_args" in model else model, _task_name(model)
+            )
             ckpt_path = config.get("ckpt_path")
             if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
                 ckpt = check_checkpoint(ckpt_path)  # before LightningCLI itself unpickles it for hyperparameters

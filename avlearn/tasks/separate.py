@@ -13,15 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import torch
 
 from avlearn.data.separation import MixTracks, SourceTracks, TrackIndex, open_tracks
 from avlearn.metrics.separation import pit_assign, si_sdr
 from avlearn.models import create_model
+from avlearn.tasks.backbone import BackboneTask
 from avlearn.tasks.datamodule import WindowData, check_front_end
 from avlearn.tasks.export import checkpoint_info
-from avlearn.tasks.optim import adamw_one_cycle
 
 _EPS = 1e-8
 SNR_CEILING = 1e-3  # tau: the loss stops rewarding an estimate past 30 dB
@@ -120,15 +119,19 @@ def snr_loss(estimate: torch.Tensor, reference: torch.Tensor, mixture: torch.Ten
     return torch.where(ref_energy > 1e-6 * mix_energy, active, silent)
 
 
-class Separation(L.LightningModule):
+class Separation(BackboneTask):
     """Mask network + losses; the network's own ``separate`` (front-end included) is what inference calls.
 
     Args:
-        model: registered separator (``avsep_unet`` visual, ``asep_unet_pit`` audio-only).
+        model: registered separator (``avsep_unet`` visual, ``avsep_sync`` visual on the sync encoders,
+            ``asep_unet_pit`` audio-only).
         model_args: keyword arguments of its builder (its front-end's ``sample_rate``, ``n_fft``, ``hop_length``
             and ``fps`` among them; they must match the data's).
         lr: peak learning rate (AdamW, one-cycle).
         weight_decay: AdamW weight decay.
+        init_from: a sync checkpoint whose encoders ``avsep_sync`` starts from (see :mod:`avlearn.tasks.backbone`).
+        freeze_epochs: epochs during which the pretrained encoders stay as loaded (the whole run: frozen).
+        backbone_lr_mult: their learning rate relative to ``lr`` afterwards.
     """
 
     task_name = "separation"
@@ -139,11 +142,15 @@ class Separation(L.LightningModule):
         model_args: dict[str, Any] | None = None,
         lr: float = 2e-3,
         weight_decay: float = 0.01,
+        init_from: str | None = None,
+        freeze_epochs: int = 0,
+        backbone_lr_mult: float = 1.0,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.net = create_model(model, **(model_args or {}))
         self.visual = getattr(self.net, "crops", None) is not None
+        self.start_from_backbone(init_from, freeze_epochs, backbone_lr_mult)
 
     def setup(self, stage: str) -> None:
         check_front_end(self.trainer, self.net)
@@ -177,7 +184,7 @@ class Separation(L.LightningModule):
         self.log("val/si_sdri", sisdri.mean(), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
-        return adamw_one_cycle(self, self.hparams.lr, self.hparams.weight_decay)
+        return self.optimizer(self.hparams.lr, self.hparams.weight_decay)
 
     def export_info(self) -> dict[str, Any]:
         return checkpoint_info(self, **self.net.preprocessing)
