@@ -125,14 +125,23 @@ def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"avlearn {name}", description=help_text)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
-    from avlearn.io.errors import MediaError
-    from avlearn.models.weights import CheckpointError
-
     try:
         return int(module.run(args) or 0)
-    except (MediaError, CheckpointError) as err:  # a user's bad file: one clear line, no traceback
-        print(f"avlearn {name}: error: {err}", file=sys.stderr)
+    except Exception as err:
+        if not isinstance(err, _user_errors()):
+            raise
+        print(f"avlearn {name}: error: {err}", file=sys.stderr)  # a user's bad file: one clear line, no traceback
         return 1
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The errors that mean a bad input file or checkpoint. ``CheckpointError`` is looked up only when its
+    module was loaded (it cannot have been raised otherwise): importing it would import torch, and
+    ``avlearn probe`` needs none."""
+    from avlearn.io.errors import MediaError
+
+    weights = sys.modules.get("avlearn.models.weights")
+    return (MediaError,) if weights is None else (MediaError, weights.CheckpointError)
 
 
 if __name__ == "__main__":
