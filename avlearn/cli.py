@@ -135,13 +135,16 @@ def _main(argv: list[str]) -> int:
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    """The errors that mean a bad input file or checkpoint. ``CheckpointError`` is looked up only when its
-    module was loaded (it cannot have been raised otherwise): importing it would import torch, and
-    ``avlearn probe`` needs none."""
+    """The errors that mean a bad input file, checkpoint or ``--device``. ``CheckpointError`` and
+    ``DeviceError`` are looked up only when their modules were loaded (they cannot have been raised
+    otherwise): importing them would import torch, and ``avlearn probe`` needs none."""
     from avlearn.io.errors import MediaError
 
+    errors: tuple[type[Exception], ...] = (MediaError,)
     weights = sys.modules.get("avlearn.models.weights")
-    return (MediaError,) if weights is None else (MediaError, weights.CheckpointError)
+    checkpoints = sys.modules.get("avlearn.pipelines.checkpoints")
+    errors += () if weights is None else (weights.CheckpointError,)
+    return errors + (() if checkpoints is None else (checkpoints.DeviceError,))
 
 
 if __name__ == "__main__":
