@@ -42,9 +42,9 @@ from avlearn.io import (
 from avlearn.io.outdir import staged_output
 from avlearn.io.write import VideoWriter, atomic_path
 from avlearn.models.weights import CheckpointError, read_weights_info
-from avlearn.pipelines.checkpoints import load_model
+from avlearn.pipelines.checkpoints import add_device_argument, autocast, default_checkpoint, load_model, resolve_device
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "localize_instruments"
+DEFAULT_CHECKPOINT = default_checkpoint("localize")
 CHUNK_S = 20.0
 _BLOCK = 50  # frames upsampled, overlaid and encoded together
 MIN_DURATION_S = 0.2  # five frames at 25 fps: less than that is not a clip to localize a sound in
@@ -57,13 +57,15 @@ class Localizer:
 
     Args:
         checkpoint: a ``localize`` checkpoint, or a ``sync`` checkpoint (class activation).
+        device: ``auto`` (a CUDA GPU when there is one), ``cpu``, ``cuda``; a GPU runs in mixed precision.
     """
 
-    def __init__(self, checkpoint: str | Path = DEFAULT_CHECKPOINT):
+    def __init__(self, checkpoint: str | Path = DEFAULT_CHECKPOINT, device: str | torch.device = "auto"):
+        self.device = resolve_device(device)
         task = read_weights_info(checkpoint).get("task")
         if task not in ("localize", "sync"):
             raise CheckpointError(f"{checkpoint}: a '{task}' checkpoint; localize needs a 'localize' or 'sync' one")
-        net, doc = load_model(checkpoint, task)
+        net, doc = load_model(checkpoint, task, self.device)
         pre = doc["preprocessing"]
         if task == "sync":
             # evaluate the stem's last conv at every position instead of every other: the same features on a
@@ -87,7 +89,15 @@ class Localizer:
             audio: ``(S,)`` at the model's sample rate, aligned with the frames (``T / fps`` seconds).
             at: only these frames (default: all); the class activation maps then score only their windows.
             batch_size: windows scored together (class activation maps only).
+
+        Returns:
+            float32 maps on the CPU, whatever the model's device.
         """
+        with autocast(self.device):
+            maps = self._maps(frames.to(self.device), audio.to(self.device), at, batch_size)
+        return maps.float().cpu()
+
+    def _maps(self, frames: torch.Tensor, audio: torch.Tensor, at: list[int] | None, batch_size: int) -> torch.Tensor:
         from avlearn.models.localize import front_end_inputs, sliding_similarity, sync_cam, sync_features
 
         t = frames.shape[0]
@@ -217,7 +227,12 @@ class LocalizeResult:
 
 
 def _localize_into(
-    path: str | Path, out: str | Path, checkpoint: str | Path = DEFAULT_CHECKPOINT, *, size: int = 224
+    path: str | Path,
+    out: str | Path,
+    checkpoint: str | Path = DEFAULT_CHECKPOINT,
+    *,
+    size: int = 224,
+    device: str | torch.device = "auto",
 ) -> LocalizeResult:
     """Localizes the sound of a clip frame by frame and writes ``heatmap.mp4``, ``grid.png``, ``peaks.json``.
 
@@ -226,13 +241,15 @@ def _localize_into(
         out: output folder (created).
         checkpoint: a ``localize`` or a ``sync`` checkpoint.
         size: shorter side of the written video in pixels (the aspect ratio and rotation of the file are kept).
+        device: ``auto`` (a CUDA GPU when there is one), ``cpu``, ``cuda``; a GPU runs in mixed precision.
 
     Raises:
         MediaError: unreadable file, no video, or no audio stream.
         ClipRangeError: a clip shorter than ``MIN_DURATION_S``.
         CheckpointError: missing checkpoint, or one of another task.
+        DeviceError: a device this machine does not have.
     """
-    loc = Localizer(checkpoint)
+    loc = Localizer(checkpoint, device)
     info = probe(path)
     duration = _check_clip(path, info, loc)
     total = max(1, math.floor(duration * loc.fps + 1e-6))
@@ -366,6 +383,7 @@ def localize(
     (:func:`avlearn.io.staged_output`). Arguments (``size``: shorter side of the written video) and errors as
     :func:`_localize_into`, which writes into a folder directly.
     """
+    options["device"] = resolve_device(options.get("device"))  # before --out is touched
     with staged_output(out, [path], OUTPUTS, "localize") as folder:
         result = _localize_into(path, folder, checkpoint, **options)
     result.out = str(out)
@@ -377,10 +395,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder for heatmap.mp4, grid.png and peaks.json")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="localize or sync checkpoint")
     parser.add_argument("--size", type=int, default=224, help="shorter side of the written video (default 224)")
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = localize(args.clip, args.out, args.checkpoint, size=args.size)  # warnings: one line each (avlearn.cli)
+    # warnings: one line each (avlearn.cli)
+    result = localize(args.clip, args.out, args.checkpoint, size=args.size, device=args.device)
     print(
         f"{result.path}: {result.frames} frames at {result.fps:g} fps localized with {result.method} "
         f"({result.silent_frames} silent) -> {result.out}/heatmap.mp4, grid.png, peaks.json"

@@ -37,19 +37,22 @@ from avlearn.io.outdir import staged_output
 from avlearn.io.write import atomic_path
 from avlearn.models.summary import count_macs
 from avlearn.models.weights import load_weights
+from avlearn.pipelines.checkpoints import add_device_argument, autocast, default_checkpoint, resolve_device
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "preview_actions"
+DEFAULT_CHECKPOINT = default_checkpoint("preview")
 METHODS = ("skim", "skim-teacher", "dense")
 DEFAULT_METHOD, DEFAULT_STEPS = "skim-teacher", 2
 DENSE_BATCH = 16  # teacher clips per forward pass: bounded memory for long videos
 READ_WINDOWS = 20  # windows decoded per read: the decoder's memory stays bounded whatever the clip's length
 
 
-def load_recognizer(checkpoint: str | Path = DEFAULT_CHECKPOINT) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The Listen to Look model of a ``preview`` checkpoint and its preprocessing (window, fps, size,
-    sample_rate, classes, n_mels, steps). Raises CheckpointError for another task's checkpoint."""
+def load_recognizer(
+    checkpoint: str | Path = DEFAULT_CHECKPOINT, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The Listen to Look model of a ``preview`` checkpoint on ``device`` and its preprocessing (window, fps,
+    size, sample_rate, classes, n_mels, steps). Raises CheckpointError for another task's checkpoint."""
     net, info = load_weights(checkpoint, task="preview")
-    return net.eval(), info["preprocessing"]
+    return net.to(device).eval(), info["preprocessing"]
 
 
 def _read_frames(path: str | Path, pre: dict[str, Any], num_windows: int) -> torch.Tensor:
@@ -99,6 +102,7 @@ def recognize(
     top: int = 3,
     count: bool = True,
     model: tuple[torch.nn.Module, dict[str, Any]] | None = None,
+    device: str | torch.device = "auto",
 ) -> dict[str, Any]:
     """Recognizes the action in a clip.
 
@@ -109,7 +113,8 @@ def recognize(
         steps: moments to choose (K); at most the number of windows.
         top: classes to report.
         count: count multiply-accumulates as the networks run (slower; off for timing).
-        model: an already loaded ``(net, preprocessing)``.
+        model: an already loaded ``(net, preprocessing)`` (it runs on the device it is on).
+        device: ``auto`` (a CUDA GPU when there is one), ``cpu``, ``cuda``; a GPU runs in mixed precision.
 
     Returns:
         The ``result.json`` content: ``top`` (label, probability, supporting segments), ``moments`` (every
@@ -119,11 +124,12 @@ def recognize(
         MediaError: missing/unreadable file, no video stream, or a clip shorter than one window
             (ClipRangeError).
         CheckpointError: not a ``preview`` checkpoint.
+        DeviceError: a device this machine does not have.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     t0 = time.perf_counter()
-    net, pre = model or load_recognizer(checkpoint)
+    net, pre = model or load_recognizer(checkpoint, resolve_device(device))
     window = float(pre["window"])
     info = probe(path)
     num_windows, method, notes = _plan(path, info, window, method, steps)
@@ -197,18 +203,20 @@ def _classify(
     skim chooses ``k`` windows (the log-mel's FFTs counted too), or the teacher classifies all (``dense``)."""
     num_windows = windows.shape[0]
     logmel = window_logmel(pre["sample_rate"], pre["n_mels"], pre.get("spec_hop_s", SPEC_HOP_S))
+    device = next(net.parameters()).device
 
     def run() -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device):
             if method == "dense":
-                logits = torch.cat([net.teacher(clip_input(windows[i : i + DENSE_BATCH]))
+                logits = torch.cat([net.teacher(clip_input(windows[i : i + DENSE_BATCH].to(device))).float()
                                     for i in range(0, num_windows, DENSE_BATCH)])  # fmt: skip
-                return torch.arange(num_windows), logits.softmax(-1)
+                return torch.arange(num_windows), logits.softmax(-1).cpu()
             spec = logmel(audio)[:, None]  # (W, 1, F, T)
-            indices, probs = net.skim_video(frame_input(windows)[None], spec[None], k)
+            indices, probs = net.skim_video(frame_input(windows.to(device))[None], spec[None].to(device), k)
+            indices = indices[0].cpu()
             if method == "skim-teacher":  # the clip classifier looks where the skim chose
-                return indices[0], net.teacher(clip_input(windows[indices[0]])).softmax(-1)
-            return indices[0], probs[0]
+                return indices, net.teacher(clip_input(windows[indices].to(device))).float().softmax(-1).cpu()
+            return indices, probs[0].float().cpu()
 
     if not count:
         return *run(), None
@@ -261,14 +269,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "window")  # fmt: skip
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"moments to choose (default {DEFAULT_STEPS})")
     parser.add_argument("--top", type=int, default=3, help="classes to print (default 3)")
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise SystemExit(f"avlearn recognize: error: --steps {args.steps}: must be at least 1; pass --steps 2")
+    device = resolve_device(args.device)  # before --out is touched
     # --out is checked and locked before any work; the result moves into it as a whole at the end
     with staged_output(args.out, [args.clip], ("result.json",), "recognize") as tmp:
-        result = recognize(args.clip, args.checkpoint, method=args.method, steps=args.steps, top=args.top)
+        result = recognize(
+            args.clip, args.checkpoint, method=args.method, steps=args.steps, top=args.top, device=device
+        )
         write_result(result, tmp)
     target = Path(args.out) / "result.json"
     for note in result["notes"]:

@@ -41,11 +41,11 @@ from avlearn.io import (
 )
 from avlearn.io.outdir import staged_output
 from avlearn.io.write import VideoWriter, atomic_path
-from avlearn.pipelines.checkpoints import load_model
+from avlearn.pipelines.checkpoints import add_device_argument, autocast, default_checkpoint, load_model, resolve_device
 from avlearn.video.detect import FaceDetector
 from avlearn.video.faces import FaceTrack, crop_boxes, detection_step, link_tracks, mouth_boxes
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "separate_speakers"
+DEFAULT_CHECKPOINT = default_checkpoint("separation")
 MAX_SHORT_SIDE = 360  # frames are read at most this size: enough for mouth crops, cheap for 720p/1080p
 MIN_DURATION = 0.3  # seconds; shorter clips are padded to one model window, shorter than this is refused
 SPEAKER_VIDEO_SIZE = 192
@@ -78,10 +78,12 @@ class SeparationResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def load_separator(checkpoint: str | Path = DEFAULT_CHECKPOINT) -> tuple[torch.nn.Module, dict[str, Any], str]:
-    """``(separator in eval mode, preprocessing, model name)`` from a ``separation`` checkpoint; the
+def load_separator(
+    checkpoint: str | Path = DEFAULT_CHECKPOINT, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, dict[str, Any], str]:
+    """``(separator in eval mode on device, preprocessing, model name)`` from a ``separation`` checkpoint; the
     separator's ``separate`` takes waveforms and crops (its front-end is its own)."""
-    net, doc = load_model(checkpoint, "separation")
+    net, doc = load_model(checkpoint, "separation", device)
     return net, doc["preprocessing"], doc["model"]
 
 
@@ -120,6 +122,7 @@ def separate_clip(
     *,
     boxes: list | None = None,
     batch_size: int = 8,
+    device: str | torch.device = "auto",
 ) -> SeparationResult:
     """Separates the voice of every face in a clip.
 
@@ -132,15 +135,18 @@ def separate_clip(
         checkpoint: a ``separation`` checkpoint.
         boxes: face boxes per speaker in original pixels (see ``--boxes``) instead of the face tracker.
         batch_size: windows per forward pass.
+        device: ``auto`` (a CUDA GPU when there is one), ``cpu``, ``cuda``; a GPU runs in mixed precision.
 
     Raises:
         MissingStreamError: no audio or no video stream.
         ClipRangeError: a clip shorter than ``MIN_DURATION``.
         NoFaceError: no face found.
         CheckpointError: a missing checkpoint or one of another task.
+        DeviceError: a device this machine does not have.
     """
     t0 = time.perf_counter()
-    net, pre, model_name = load_separator(checkpoint)
+    device = resolve_device(device)
+    net, pre, model_name = load_separator(checkpoint, device)
     fps, sr = pre["fps"], pre["sample_rate"]
     info = probe(path)
     notes = _check_clip(path, info, sr)
@@ -246,7 +252,10 @@ def _separate_windows(
     windows = _crop_windows(path, mouths, _window_starts(total_f, win_f), win_f, n_valid, size, pre, batch_size)
     for starts, crops in windows:
         s0 = [round(f / fps * sr) for f in starts]
-        est = net.separate(torch.stack([padded[s : s + win_s] for s in s0]), crops)  # (B, K, S)
+        device = next(net.parameters()).device
+        with autocast(device):
+            est = net.separate(torch.stack([padded[s : s + win_s] for s in s0]).to(device), crops.to(device))
+        est = est.float().cpu()  # (B, K, S)
         for s, e in zip(s0, est):
             out[:, s : s + win_s] += e * weight
             norm[s : s + win_s] += weight
@@ -388,6 +397,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--boxes", help="JSON file: per speaker a face box [x0, y0, x1, y1] or one per frame")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="separation checkpoint")
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -403,9 +413,10 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
+    device = resolve_device(args.device)  # before --out is touched
     try:  # --out is checked and locked before any work; results move into it as a whole at the end
         with staged_output(args.out, [args.clip, args.boxes], OUTPUTS, "separate") as tmp:
-            result = separate_clip(args.clip, args.checkpoint, boxes=boxes)
+            result = separate_clip(args.clip, args.checkpoint, boxes=boxes, device=device)
             write_result(result, tmp)
     except BoxesError as err:
         print(f"avlearn separate: error: {err}", file=sys.stderr)
