@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from avlearn import demo_clip
 from avlearn.io import AVClip, probe, read_clip, write_audio
 from avlearn.io.outdir import staged_output
 from avlearn.io.write import atomic_path
 
-DEFAULT_CLIP = Path(__file__).resolve().parents[1] / "assets" / "demo" / "speakers" / "test" / "000001.mp4"
+DEFAULT_CLIP = demo_clip("speakers")  # shipped inside the package: found from any folder, installed or not
 OUTPUTS = ("probe.json", "window.wav", "contact_sheet.png")  # the names written into --out
 
 
