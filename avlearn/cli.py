@@ -17,6 +17,8 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from avlearn import progress
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("avlearn.io.cli", "print what a media file holds (streams, fps, duration, rotation)"),
@@ -124,7 +126,9 @@ def _main(argv: list[str]) -> int:
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"avlearn {name}", description=help_text)
     module.add_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (shown only on a terminal anyway)")
     args = parser.parse_args(argv[1:])
+    progress.set_quiet(args.quiet)
     try:
         return int(module.run(args) or 0)
     except Exception as err:

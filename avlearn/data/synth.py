@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from avlearn import progress
 from avlearn.data.manifest import write_manifest
 from avlearn.data.worlds import SPLITS, WORLDS, WorldConfig, get_world, write_clip
 from avlearn.io.outdir import locked_output
@@ -40,7 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample-rate", type=int, default=16000, help="audio rate in Hz (default 16000)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2; 0 renders inline)")
     parser.add_argument("--contact-sheet", action="store_true", help="also write SPLIT_contact.png")
-    parser.add_argument("--quiet", action="store_true", help="print only the summary line")
 
 
 def _job(job: tuple[str, int, int, str, WorldConfig, str]) -> dict[str, Any]:
@@ -59,9 +59,9 @@ def synthesize(
     start_index: int = 0,
     config: WorldConfig | None = None,
     workers: int = 2,
-    progress: bool = False,
 ) -> list[dict[str, Any]]:
-    """Renders ``num_clips`` clips of ``world`` into ``out`` and writes the manifest ``out/split.jsonl``.
+    """Renders ``num_clips`` clips of ``world`` into ``out`` and writes the manifest ``out/split.jsonl``
+    (a progress bar on a terminal: :mod:`avlearn.progress`).
 
     Returns:
         The manifest rows (absolute paths), ordered by clip index.
@@ -74,22 +74,14 @@ def synthesize(
     module = get_world(world)
     module.prepare(config)  # fills the sound caches once, before workers start
     jobs = [(world, i, seed, split, config, str(out)) for i in range(start_index, start_index + num_clips)]
-    rows: list[dict[str, Any]] = []
     if workers <= 0:
-        for job in jobs:
-            rows.append(_job(job))
-            if progress:
-                print(f"\r{len(rows)}/{num_clips}", end="", file=sys.stderr, flush=True)
+        rows = [_job(job) for job in progress.bar(jobs, desc=f"synth {world}", unit="clip")]
     else:
         # fork is fine here (no threads yet); spawn would re-import torch in every worker
         ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
         with ctx.Pool(workers) as pool:
-            for row in pool.imap(_job, jobs, chunksize=1):
-                rows.append(row)
-                if progress:
-                    print(f"\r{len(rows)}/{num_clips}", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
+            clips = pool.imap(_job, jobs, chunksize=1)
+            rows = list(progress.bar(clips, total=num_clips, desc=f"synth {world}", unit="clip"))
     manifest = Path(out) / f"{split}.jsonl"
     if start_index > 0 and manifest.exists():  # extending a set: keep the rows of the other indices
         from avlearn.data.manifest import read_manifest
@@ -115,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
                 start_index=args.start_index,
                 config=config,
                 workers=args.workers,
-                progress=not args.quiet,
             )
     except (FileNotFoundError, ValueError) as err:  # a missing synthesizer or soundfont, a bad argument
         print(f"avlearn synth: error: {err}", file=sys.stderr)
