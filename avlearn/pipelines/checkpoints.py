@@ -53,9 +53,10 @@ def default_checkpoint(task: str) -> Path:
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
-    """A shipped checkpoint's name (``"separate_speakers"``) or a path to ``NAME``, ``NAME.safetensors`` or
-    ``NAME.json``. A name that is neither is left as a path, so the loader's message names the file."""
-    if isinstance(name_or_path, str) and name_or_path in shipped_checkpoints() and not Path(name_or_path).exists():
+    """A shipped checkpoint's name (``"separate_speakers"``: a bare name, no folder or suffix) or a path to
+    ``NAME``, ``NAME.safetensors`` or ``NAME.json`` (``./separate_speakers`` for a local one of that name).
+    Anything else is left as a path, so the loader's message names the file."""
+    if isinstance(name_or_path, str) and name_or_path in shipped_checkpoints():
         return shipped_checkpoint(name_or_path)
     return Path(name_or_path)
 

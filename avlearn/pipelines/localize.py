@@ -23,8 +23,10 @@ import argparse
 import contextlib
 import json
 import math
+import shutil
+import tempfile
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -217,6 +219,11 @@ def _original_audio(path: str | Path, info, start: float, end: float | None) -> 
 
 @dataclass
 class LocalizeResult:
+    """Where a clip's sound comes from: ``peaks[t]`` is frame ``t``'s :class:`FramePeak` (the map's peak in
+    pixels of the written video and in [0, 1], or ``silent``); ``out`` is the folder holding ``heatmap.mp4``,
+    ``grid.png`` and ``peaks.json`` (a private temporary one for :func:`localize_clip`, removed with the
+    result: ``save`` copies them where they should stay)."""
+
     path: str
     out: str
     frames: int
@@ -224,6 +231,15 @@ class LocalizeResult:
     silent_frames: int
     method: str
     checkpoint: str
+    peaks: list[FramePeak] = field(default_factory=list, repr=False)
+
+    def save(self, out: str | Path) -> Path:
+        """Copies ``heatmap.mp4``, ``grid.png`` and ``peaks.json`` into ``out`` as a whole (never over the clip;
+        an earlier run's results there are replaced, other files kept). Returns ``out``."""
+        with staged_output(out, [self.path], OUTPUTS, "localize") as folder:
+            for name in OUTPUTS:
+                shutil.copyfile(Path(self.out) / name, Path(folder) / name)
+        return Path(out)
 
 
 def _localize_into(
@@ -276,7 +292,9 @@ def _localize_into(
     }
     with atomic_path(out / "peaks.json") as tmp:
         tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    return LocalizeResult(str(path), str(out), len(peaks), loc.fps, int(silent.sum()), loc.method, loc.checkpoint)
+    return LocalizeResult(
+        str(path), str(out), len(peaks), loc.fps, int(silent.sum()), loc.method, loc.checkpoint, peaks
+    )
 
 
 def _check_clip(path: str | Path, info, loc: Localizer) -> float:
@@ -371,6 +389,17 @@ def _frame_peaks(
         m = small[j]
         peaks.append(FramePeak(time, False, x, y, (x + 0.5) / w, (y + 0.5) / h, float(m.max()), float(m.mean())))
     return peaks
+
+
+def localize_clip(path: str | Path, checkpoint: str | Path = DEFAULT_CHECKPOINT, **options) -> LocalizeResult:
+    """Localizes the sound of a clip frame by frame; the files are rendered as the maps come (bounded memory
+    for any length) into a temporary folder that lives as long as the result (``result.save(dir)`` keeps
+    them). Arguments and errors as :func:`_localize_into`."""
+    options["device"] = resolve_device(options.get("device"))
+    folder = tempfile.TemporaryDirectory(prefix="avlearn-localize-")
+    result = _localize_into(path, folder.name, checkpoint, **options)
+    result._folder = folder  # removed when the result is
+    return result
 
 
 def localize(

@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,49 @@ METHODS = ("skim", "skim-teacher", "dense")
 DEFAULT_METHOD, DEFAULT_STEPS = "skim-teacher", 2
 DENSE_BATCH = 16  # teacher clips per forward pass: bounded memory for long videos
 READ_WINDOWS = 20  # windows decoded per read: the decoder's memory stays bounded whatever the clip's length
+
+
+@dataclass
+class RecognizeResult:
+    """Which action a clip shows, and when (the fields of ``result.json``, whose ``input`` is ``path``).
+
+    ``top``: the most likely actions, each ``{"label", "probability", "segments": [[start, end], ...]}`` (the
+    windows classified whose most likely class it is, in seconds); ``moments``: every window looked at with
+    its most likely class; ``looked_at`` of ``windows`` windows of ``window`` seconds; ``gmacs``: the
+    multiply-accumulates spent (None when not counted).
+    """
+
+    path: str
+    duration: float
+    method: str
+    window: float
+    windows: int
+    looked_at: int
+    top: list[dict[str, Any]]
+    moments: list[dict[str, Any]]
+    gmacs: float | None
+    timings: dict[str, float]
+    notes: list[str]
+    checkpoint: str
+
+    @property
+    def label(self) -> str:
+        """The most likely action."""
+        return self.top[0]["label"]
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> RecognizeResult:
+        """From what :func:`recognize` returns (or ``result.json`` holds)."""
+        return cls(doc["input"], **{k: v for k, v in doc.items() if k != "input"})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``result.json`` content."""
+        doc = asdict(self)
+        return {"input": doc.pop("path"), **doc}
+
+    def save(self, out: str | Path) -> Path:
+        """Writes ``result.json`` into ``out`` (:func:`write_result`). Returns its path."""
+        return write_result(self.to_dict(), out)
 
 
 def load_recognizer(

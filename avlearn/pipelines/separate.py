@@ -63,6 +63,10 @@ class BoxesError(ValueError):
 
 @dataclass
 class SeparationResult:
+    """The voices of a clip's speakers: ``voices[k]`` (``(K, S)`` float at ``sample_rate``) goes with the face
+    track ``tracks[k]`` (boxes per frame at ``fps``, in pixels of the frames as read: ``scale`` times smaller
+    than the original); ``mixture`` is the soundtrack they were separated from. ``save`` writes them."""
+
     path: str
     sample_rate: int
     fps: float
@@ -76,6 +80,11 @@ class SeparationResult:
     model: str
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+
+    def save(self, out: str | Path) -> Path:
+        """Writes ``speaker_<k>.wav``, ``speaker_<k>.mp4`` and ``result.json`` into ``out`` (:func:`write_result`:
+        as a whole, never over the clip). Returns the ``result.json`` path."""
+        return write_result(self, out)
 
 
 def load_separator(

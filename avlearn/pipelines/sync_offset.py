@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 
 from avlearn.io import ClipRangeError, MissingStreamError, probe, read_clip, read_frames
+from avlearn.io.outdir import staged_output
+from avlearn.io.write import atomic_path
 from avlearn.pipelines.checkpoints import add_device_argument, autocast, default_checkpoint, load_model, resolve_device
 
 DEFAULT_CHECKPOINT = default_checkpoint("sync")
@@ -30,6 +32,8 @@ MIN_AGREEMENT = 0.5  # fewer windows than this agreeing with the clip's estimate
 
 @dataclass
 class WindowOffset:
+    """One window's estimate: its start (seconds), the most likely offset (ms) and its probability."""
+
     start: float
     offset_ms: float
     confidence: float
@@ -37,13 +41,26 @@ class WindowOffset:
 
 @dataclass
 class OffsetResult:
+    """How far a clip's audio is out of sync: ``offset_ms`` (positive: the audio lags the picture), its
+    ``confidence`` (posterior probability), ``frame_ms`` (the resolution: one video frame), the ``windows``'
+    own estimates, and ``agreement``, the share of windows within a frame of ``offset_ms`` (low: the offset
+    may lie outside the range searched, or the picture may not show the sound's source)."""
+
     path: str
     offset_ms: float
     confidence: float
     frame_ms: float
     windows: list[WindowOffset]
     checkpoint: str
-    agreement: float = 1.0  # share of the windows whose own estimate is within a frame of ``offset_ms``
+    agreement: float = 1.0
+
+    def save(self, out: str | Path) -> Path:
+        """Writes ``result.json`` (what ``avlearn sync-offset --json`` prints) into ``out``, atomically and never
+        over the clip; an earlier ``result.json`` there is replaced, other files are kept. Returns its path."""
+        with staged_output(out, [self.path], ("result.json",), "sync-offset") as folder:
+            with atomic_path(Path(folder) / "result.json", [self.path]) as tmp:
+                tmp.write_text(json.dumps(asdict(self), indent=1) + "\n")
+        return Path(out) / "result.json"
 
 
 def delay(audio: torch.Tensor, samples: int) -> torch.Tensor:
