@@ -77,8 +77,12 @@ class CropEncoder(nn.Module):
 
 class SyncCropEncoder(nn.Module):
     """Per-frame features of a crop track from the sync-pretrained video encoder (``avsync_video``):
-    ``(B, T, h, w, 3)`` uint8 -> ``(B, D, T)``. The crops are resized to the encoder's frame size and each
-    frame's feature map is pooled as the sync model pools it (spatial max + mean), without the time code.
+    ``(B, T, h, w, 3)`` uint8 -> ``(B, D, T)``, each frame's feature map pooled as the sync model pools it
+    (spatial max + mean), without the time code.
+
+    The crops enter at their own size: the CNN is fully convolutional and pools per frame, and an object crop
+    (32 px in the ``instruments`` world) shows its object at about the scale the encoder saw it at in whole
+    64 px scenes; resizing crops to the encoder's frame size would enlarge objects beyond that and cost 4x.
     """
 
     def __init__(self, **video: Any):
@@ -87,10 +91,7 @@ class SyncCropEncoder(nn.Module):
         self.num_features = self.encoder.num_features
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        x = self.encoder.front_end(crops)  # (B, 3, T, h, w) normalized
-        size = self.encoder.front_end.size
-        x = nn.functional.interpolate(x, size=(x.shape[2], size, size), mode="trilinear", align_corners=False)
-        f = SyncVideoStem.forward_features(self.encoder, x)  # (B, D, T, h', w')
+        f = SyncVideoStem.forward_features(self.encoder, self.encoder.front_end(crops))  # (B, D, T, h', w')
         return f.amax(dim=(3, 4)) + f.mean(dim=(3, 4))
 
 
