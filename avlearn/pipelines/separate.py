@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from avlearn import progress
 from avlearn.io import (
     ClipRangeError,
     MediaError,
@@ -42,6 +43,7 @@ from avlearn.io import (
 from avlearn.io.outdir import staged_output
 from avlearn.io.write import VideoWriter, atomic_path
 from avlearn.pipelines.checkpoints import add_device_argument, autocast, default_checkpoint, load_model, resolve_device
+from avlearn.report import REPORT, write_report
 from avlearn.video.detect import FaceDetector
 from avlearn.video.faces import FaceTrack, crop_boxes, detection_step, link_tracks, mouth_boxes
 
@@ -208,7 +210,7 @@ def _scan_video(
     step = detection_step(fps)
     detections: list[tuple[int, np.ndarray]] = []
     n_video, t_detect = 0, 0.0
-    for f0, frames in _frame_chunks(path, 0, max(1, round(duration * fps)), fps, size):
+    for f0, frames in _frame_chunks(path, 0, max(1, round(duration * fps)), fps, size, desc="finding faces"):
         if frames is None:
             break  # the video ended early: no later frame is valid
         n_video += len(frames)
@@ -258,7 +260,9 @@ def _separate_windows(
     weight = torch.hann_window(win_s, periodic=False) + 1e-3
     out = torch.zeros(len(mouths), total_s)
     norm = torch.zeros(total_s)
-    windows = _crop_windows(path, mouths, _window_starts(total_f, win_f), win_f, n_valid, size, pre, batch_size)
+    all_starts = _window_starts(total_f, win_f)
+    windows = _crop_windows(path, mouths, all_starts, win_f, n_valid, size, pre, batch_size)
+    windows = progress.bar(windows, total=-(-len(all_starts) // batch_size), desc="separating", unit="batch")
     for starts, crops in windows:
         s0 = [round(f / fps * sr) for f in starts]
         device = next(net.parameters()).device
@@ -300,12 +304,14 @@ def _crop_windows(
         yield chunk, torch.stack([crops[:, f - lo : f - lo + win_f] for f in chunk])
 
 
-def _frame_chunks(path: str | Path, start: int, stop: int, fps: float, size: int | None):
+def _frame_chunks(path: str | Path, start: int, stop: int, fps: float, size: int | None, desc: str | None = None):
     """Yields ``(first frame index, (T, H, W, 3) uint8 frames)`` of frames ``start..stop`` at ``fps``, read
     ``READ_CHUNK_S`` seconds at a time (:func:`avlearn.io.read_frames`: a late-starting picture is preceded by
-    black frames); the frames end with the video (``(index, None)`` if it ends before ``stop``)."""
+    black frames); the frames end with the video (``(index, None)`` if it ends before ``stop``). A pass over
+    the clip named ``desc`` shows a progress bar."""
     step = max(1, round(READ_CHUNK_S * fps))
-    for f0 in range(start, stop, step):
+    chunks = range(start, stop, step)
+    for f0 in chunks if desc is None else progress.bar(chunks, desc=desc, unit="chunk"):
         f1 = min(stop, f0 + step)
         frames = read_frames(path, f0 / fps, (f1 - f0) / fps, fps=fps, size=size).contiguous()
         if len(frames):
@@ -359,7 +365,8 @@ def _write_files(result: SeparationResult, out_dir: str | Path) -> Path:
             )
             for k in range(len(result.tracks))
         ]
-        for f0, frames in _frame_chunks(result.path, 0, result.num_frames, result.fps, result.read_size):
+        chunks = _frame_chunks(result.path, 0, result.num_frames, result.fps, result.read_size, "writing videos")
+        for f0, frames in chunks:
             if frames is None:
                 raise TruncatedMediaError(result.path, f"frames near {f0 / result.fps:.3f}s could no longer be decoded")
             for writer, b in zip(writers, boxes):
@@ -406,6 +413,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--boxes", help="JSON file: per speaker a face box [x0, y0, x1, y1] or one per frame")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="separation checkpoint")
+    parser.add_argument("--report", action="store_true", help=f"also write {REPORT}: each voice to play")
     add_device_argument(parser)
 
 
@@ -427,6 +435,8 @@ def run(args: argparse.Namespace) -> int:
         with staged_output(args.out, [args.clip, args.boxes], OUTPUTS, "separate") as tmp:
             result = separate_clip(args.clip, args.checkpoint, boxes=boxes, device=device)
             write_result(result, tmp)
+            if args.report:
+                write_report("separate", tmp)
     except BoxesError as err:
         print(f"avlearn separate: error: {err}", file=sys.stderr)
         return 1
@@ -439,4 +449,6 @@ def run(args: argparse.Namespace) -> int:
     for k in range(len(result.tracks)):
         print(f"  {Path(args.out) / f'speaker_{k}.wav'}  {Path(args.out) / f'speaker_{k}.mp4'}")
     print(f"  {path}")
+    if args.report:
+        print(f"  {Path(args.out) / REPORT}")
     return 0
