@@ -186,6 +186,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--shift-audio-ms", type=float, default=0.0, help="delay the audio first (a self-test)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--out", help="also write the result as result.json into this folder")
     add_device_argument(parser)
 
 
@@ -196,9 +197,14 @@ def _describe(ms: float, frame_ms: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = sync_offset(
-        args.clip, args.checkpoint, hop=args.hop, max_frames=args.max_frames, shift_audio_ms=args.shift_audio_ms
-    )
+    device = resolve_device(args.device)  # before --out is touched
+    options = {"hop": args.hop, "max_frames": args.max_frames, "shift_audio_ms": args.shift_audio_ms, "device": device}
+    if args.out:  # --out is checked and locked before any work; result.json moves into it at the end
+        with staged_output(args.out, [args.clip], ("result.json",), "sync-offset") as tmp:
+            result = sync_offset(args.clip, args.checkpoint, **options)
+            result.save(tmp)
+    else:
+        result = sync_offset(args.clip, args.checkpoint, **options)
     if args.json:
         print(json.dumps(asdict(result)))
         return 0
@@ -209,5 +215,6 @@ def run(args: argparse.Namespace) -> int:
         f"{result.path}: {result.offset_ms:+.0f} ms ({_describe(result.offset_ms, result.frame_ms)}), "
         f"confidence {result.confidence:.2f}, {round(result.agreement * len(result.windows))} of "
         f"{len(result.windows)} windows agree within a frame"
+        + (f" -> {Path(args.out) / 'result.json'}" if args.out else "")
     )
     return 0
