@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avlearn import progress
 from avlearn.io import (
     ClipRangeError,
     MissingStreamError,
@@ -45,6 +46,7 @@ from avlearn.io.outdir import staged_output
 from avlearn.io.write import VideoWriter, atomic_path
 from avlearn.models.weights import CheckpointError, read_weights_info
 from avlearn.pipelines.checkpoints import add_device_argument, autocast, default_checkpoint, load_model, resolve_device
+from avlearn.report import REPORT, write_report
 
 DEFAULT_CHECKPOINT = default_checkpoint("localize")
 CHUNK_S = 20.0
@@ -327,7 +329,7 @@ def _write_heatmap(
     chunk = round(CHUNK_S * loc.fps)
     with contextlib.ExitStack() as stack:
         writer = None
-        for c0 in range(0, total, chunk):
+        for c0 in progress.bar(range(0, total, chunk), desc="localizing", unit="chunk"):
             c1 = min(total, c0 + chunk)
             frames, maps, level = _chunk_maps(path, loc, c0, c1, total, size)
             h, w = frames.shape[1:3]
@@ -403,18 +405,21 @@ def localize_clip(path: str | Path, checkpoint: str | Path = DEFAULT_CHECKPOINT,
 
 
 def localize(
-    path: str | Path, out: str | Path, checkpoint: str | Path = DEFAULT_CHECKPOINT, **options
+    path: str | Path, out: str | Path, checkpoint: str | Path = DEFAULT_CHECKPOINT, *, report: bool = False, **options
 ) -> LocalizeResult:
     """Localizes the sound of a clip frame by frame into ``out``: ``heatmap.mp4``, ``grid.png``, ``peaks.json``.
 
     ``out`` is checked and locked before any work and the results move into it together at the end: an
     earlier run's results there are replaced, other files kept, and a failed run leaves it as it was
     (:func:`avlearn.io.staged_output`). Arguments (``size``: shorter side of the written video) and errors as
-    :func:`_localize_into`, which writes into a folder directly.
+    :func:`_localize_into`, which writes into a folder directly. ``report``: also ``report.html``
+    (:mod:`avlearn.report`).
     """
     options["device"] = resolve_device(options.get("device"))  # before --out is touched
     with staged_output(out, [path], OUTPUTS, "localize") as folder:
         result = _localize_into(path, folder, checkpoint, **options)
+        if report:
+            write_report("localize", folder)
     result.out = str(out)
     return result
 
@@ -424,14 +429,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder for heatmap.mp4, grid.png and peaks.json")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="localize or sync checkpoint")
     parser.add_argument("--size", type=int, default=224, help="shorter side of the written video (default 224)")
+    parser.add_argument("--report", action="store_true", help=f"also write {REPORT}: the heat map video to watch")
     add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     # warnings: one line each (avlearn.cli)
-    result = localize(args.clip, args.out, args.checkpoint, size=args.size, device=args.device)
+    result = localize(args.clip, args.out, args.checkpoint, report=args.report, size=args.size, device=args.device)
     print(
         f"{result.path}: {result.frames} frames at {result.fps:g} fps localized with {result.method} "
         f"({result.silent_frames} silent) -> {result.out}/heatmap.mp4, grid.png, peaks.json"
+        + (f", {REPORT}" if args.report else "")
     )
     return 0
