@@ -21,10 +21,12 @@ from pathlib import Path
 
 import torch
 
+from avlearn import progress
 from avlearn.io import ClipRangeError, MissingStreamError, probe, read_clip, read_frames
 from avlearn.io.outdir import staged_output
 from avlearn.io.write import atomic_path
 from avlearn.pipelines.checkpoints import add_device_argument, autocast, default_checkpoint, load_model, resolve_device
+from avlearn.report import REPORT, write_report
 
 DEFAULT_CHECKPOINT = default_checkpoint("sync")
 MIN_AGREEMENT = 0.5  # fewer windows than this agreeing with the clip's estimate get a warning
@@ -134,7 +136,7 @@ def sync_offset(
     first, last = margin, valid_s - margin - window
     starts = [first + k * hop for k in range(int((last - first) / hop + 1e-9) + 1)]
     windows, total = [], None
-    for i in range(0, len(starts), batch_size):
+    for i in progress.bar(range(0, len(starts), batch_size), desc="sync-offset", unit="batch"):
         chunk = starts[i : i + batch_size]
         f0 = [round(s * fps) for s in chunk]
         base = f0[0]
@@ -187,6 +189,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shift-audio-ms", type=float, default=0.0, help="delay the audio first (a self-test)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--out", help="also write the result as result.json into this folder")
+    parser.add_argument("--report", action="store_true", help=f"also write {REPORT} into --out: the offset per window")
     add_device_argument(parser)
 
 
@@ -197,12 +200,16 @@ def _describe(ms: float, frame_ms: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.report and not args.out:
+        raise SystemExit(f"avlearn sync-offset: error: --report needs --out DIR, the folder {REPORT} goes into")
     device = resolve_device(args.device)  # before --out is touched
     options = {"hop": args.hop, "max_frames": args.max_frames, "shift_audio_ms": args.shift_audio_ms, "device": device}
     if args.out:  # --out is checked and locked before any work; result.json moves into it at the end
         with staged_output(args.out, [args.clip], ("result.json",), "sync-offset") as tmp:
             result = sync_offset(args.clip, args.checkpoint, **options)
             result.save(tmp)
+            if args.report:
+                write_report("sync-offset", tmp)
     else:
         result = sync_offset(args.clip, args.checkpoint, **options)
     if args.json:
@@ -216,5 +223,6 @@ def run(args: argparse.Namespace) -> int:
         f"confidence {result.confidence:.2f}, {round(result.agreement * len(result.windows))} of "
         f"{len(result.windows)} windows agree within a frame"
         + (f" -> {Path(args.out) / 'result.json'}" if args.out else "")
+        + (f", {REPORT}" if args.report else "")
     )
     return 0
