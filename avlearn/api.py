@@ -80,8 +80,8 @@ def load_model(name_or_path: str | os.PathLike, *, device: str | torch.device = 
         CheckpointError: a missing, damaged or foreign checkpoint.
         DeviceError: a device this machine does not have.
     """
-    net, _ = load_weights(resolve_checkpoint(name_or_path), map_location=resolve_device(device))
-    return net
+    net, _ = load_weights(resolve_checkpoint(name_or_path))
+    return net.to(resolve_device(device))
 
 
 def sync_offset(
