@@ -34,7 +34,7 @@ from torch import nn
 from avlearn.models.frontend import AudioFrontEnd, VideoFrontEnd
 from avlearn.models.layers import Encoder
 from avlearn.models.registry import register_model
-from avlearn.models.sync import SyncSpecStem
+from avlearn.models.sync import SyncAudioEncoder, SyncSpecStem, SyncVideoEncoder, SyncVideoStem
 from avlearn.video.transforms import resize_video
 
 _FRAME_BLOCK = 32  # frames normalized and resized together by front_end_inputs
@@ -126,6 +126,43 @@ class AVLocalizer(Encoder):
 
     def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+class SyncLocalizer(AVLocalizer):
+    """:class:`AVLocalizer` on the sync encoders: the first three layers of ``avsync_video`` (stride 8, an 8x8
+    map of 64 px frames; the fourth layer would leave 4x4) and all of ``avsync_audio``, each followed by a new
+    1x1 projection to the embedding. ``backbone`` names the parts a sync checkpoint fills (``init_from``).
+
+    Args:
+        video: ``avsync_video`` arguments, as the sync checkpoint lists them (its front-end: ``fps``, ``size``).
+        audio: ``avsync_audio`` arguments (``fps``, ``sample_rate``, ``n_mels``).
+        dim: embedding channels per frame.
+    """
+
+    def __init__(self, video: dict[str, Any], audio: dict[str, Any], dim: int = 32):
+        Encoder.__init__(self)
+        self.video_encoder = SyncVideoEncoder(**video)
+        self.video_encoder.features = self.video_encoder.features[:3]  # the config still names the full encoder
+        self.video_proj = nn.Conv3d(self.video_encoder.features[-1][0].out_channels, dim, 1)
+        self.audio_encoder = SyncAudioEncoder(**audio)
+        self.spec_proj = nn.Conv1d(self.audio_encoder.num_features, dim, 1)
+        self.num_features, self.num_classes = dim, 0
+        self._head_hidden_size = 2 * dim
+        self.stride = 8
+        self.video_front_end = self.video_encoder.front_end
+        self.audio_front_end = self.audio_encoder.front_end
+
+    @property
+    def backbone(self) -> dict[str, nn.Module]:
+        return {"video": self.video_encoder, "audio": self.audio_encoder}
+
+    def video_features(self, video: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, T, H, W)`` normalized frames -> ``(B, D, T, H/8, W/8)``."""
+        return self.video_proj(SyncVideoStem.forward_features(self.video_encoder, video))
+
+    def audio_features(self, spec: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, F, Ta)`` log-mel from the audio front-end -> ``(B, D, T)``, one step per video frame."""
+        return self.spec_proj(SyncSpecStem.forward_features(self.audio_encoder, spec).mean(2))
 
 
 def front_end_inputs(
@@ -245,6 +282,30 @@ def avloc(dim: int = 32, **front_end: Any) -> AVLocalizer:
     embeddings of width 32 per frame, cosine maps. ``front_end``: ``fps`` (25), ``size`` (64), ``sample_rate``
     (16000), ``n_mels`` (64)."""
     return AVLocalizer((16, 32, 64), (16, 32, 64), dim, **front_end)
+
+
+SYNC_ENCODERS = {
+    "video": {"fps": 25.0, "size": 64, "widths": [16, 32, 64], "dim": 64, "changes": True},
+    "audio": {"fps": 25.0, "sample_rate": 16000, "n_mels": 64, "widths": [16, 32, 64], "dim": 64, "changes": True},
+}
+
+
+@register_model(input_size=LOCALIZER_INPUT)
+def avloc_sync(
+    dim: int = 32, video: dict[str, Any] | None = None, audio: dict[str, Any] | None = None
+) -> SyncLocalizer:
+    """Sound source localizer on the sync encoders (``avsync_video`` first three layers, ``avsync_audio``),
+    time-resolved embeddings of width 32 per frame, cosine maps on an 8x8 grid; starts from a sync checkpoint
+    with ``init_from``. ``video``/``audio``: the encoders' arguments, as the sync checkpoint lists them."""
+    return SyncLocalizer(video or SYNC_ENCODERS["video"], audio or SYNC_ENCODERS["audio"], dim)
+
+
+@register_model(input_size={"video": (3, 8, 32, 32), "spec": (1, 32, 32)})
+def avloc_sync_tiny(dim: int = 8) -> SyncLocalizer:
+    """Tiny avloc_sync on the tiny sync encoders, for tests."""
+    video = {"fps": 25.0, "size": 32, "widths": [4, 8, 16], "dim": 16, "changes": True}
+    audio = {"fps": 25.0, "sample_rate": 16000, "n_mels": 32, "widths": [4, 8, 16], "dim": 16, "changes": True}
+    return SyncLocalizer(video, audio, dim)
 
 
 @register_model(input_size={"video": (3, 8, 32, 32), "spec": (1, 32, 32)})

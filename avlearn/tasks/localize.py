@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -33,9 +32,9 @@ from avlearn.data.clips import Draw, LazyClips, draw_key
 from avlearn.data.manifest import load_annotations
 from avlearn.models import create_model
 from avlearn.models.localize import pair_similarity, similarity
+from avlearn.tasks.backbone import BackboneTask
 from avlearn.tasks.datamodule import WindowData, check_front_end
 from avlearn.tasks.export import checkpoint_info
-from avlearn.tasks.optim import adamw_one_cycle
 
 METHODS = ("lvs", "ezvsl", "attention")
 
@@ -173,7 +172,7 @@ class LocalizationData(WindowData):
             self.val_set = LocalizationWindows(self.clips(h.val_manifest), h.window, starts=list(h.val_starts))
 
 
-class LocalizationTask(L.LightningModule):
+class LocalizationTask(BackboneTask):
     """One localizer trained with one of :data:`METHODS` (see the module docstring).
 
     Args:
@@ -188,6 +187,9 @@ class LocalizationTask(L.LightningModule):
         margin: triplet margin of the attention objective (on squared distances of unit vectors).
         lr: peak learning rate (AdamW, one-cycle schedule).
         weight_decay: AdamW weight decay.
+        init_from: a sync checkpoint whose encoders ``avloc_sync`` starts from (see :mod:`avlearn.tasks.backbone`).
+        freeze_epochs: epochs during which the pretrained encoders stay as loaded (the whole run: frozen).
+        backbone_lr_mult: their learning rate relative to ``lr`` afterwards.
     """
 
     task_name = "localize"
@@ -204,12 +206,16 @@ class LocalizationTask(L.LightningModule):
         margin: float = 0.5,
         lr: float = 2e-3,
         weight_decay: float = 0.05,
+        init_from: str | None = None,
+        freeze_epochs: int = 0,
+        backbone_lr_mult: float = 1.0,
     ):
         super().__init__()
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.save_hyperparameters()
         self.net = create_model(model, **(model_args or {}))
+        self.start_from_backbone(init_from, freeze_epochs, backbone_lr_mult)
 
     def setup(self, stage: str) -> None:
         check_front_end(self.trainer, self.net)
@@ -269,7 +275,7 @@ class LocalizationTask(L.LightningModule):
         self.log("val/pointing", hit.mean(), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
-        return adamw_one_cycle(self, self.hparams.lr, self.hparams.weight_decay)
+        return self.optimizer(self.hparams.lr, self.hparams.weight_decay)
 
     def export_info(self) -> dict[str, Any]:
         """What a checkpoint needs besides the tensors (see avlearn.models.weights)."""
