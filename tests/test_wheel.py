@@ -47,8 +47,8 @@ def installed(tmp_path_factory) -> Path:
     _run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp / "dist", src], tmp)
     (wheel,) = (tmp / "dist").glob("avlearn-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    shipped = [p for p in (ROOT / "assets" / "checkpoints").iterdir() if p.suffix in (".json", ".safetensors")]
-    assert len(shipped) >= 8 and all(f"avlearn/assets/checkpoints/{f.name}" in names for f in shipped)
+    shipped = [p.relative_to(ROOT).as_posix() for p in (ROOT / "assets").rglob("*") if p.is_file()]
+    assert len(shipped) >= 10 and [f for f in shipped if f"avlearn/{f}" not in names] == []
     venv = tmp / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", venv], tmp)
     purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
