@@ -9,7 +9,8 @@ recognized by:
 - dense: the teacher (clip classifier) on every window, class probabilities averaged;
 - uniform / random K clips: the teacher on K evenly spaced / random windows (random: mean of 5 draws);
 - student uniform / random K: the image+audio student (IMGAUD2VID) at K evenly spaced / random windows;
-- student, every window: the student on all windows;
+- student, every window: the student on all windows (and, printed apart, its accuracy per window against the
+  windows' labels, background included, as the student stage's val/window_acc);
 - skimming K (IMGAUD-SKIMMING): the audio preview, then K looks chosen by the selector;
 - skimming K + teacher: the same K moments, classified by the teacher's clip model instead of the student;
 - audio only: a linear classifier on the student's audio features, trained on the train split's windows,
@@ -18,9 +19,9 @@ recognized by:
 
 A video's answer is the action (not background) with the highest mean probability. GMACs per video count
 every network that runs, as it runs (avlearn.models.summary.count_macs: convolutions, matmuls, LSTM), for
-the preview over the whole video too, plus the log-mel's FFTs (2 n log2 n per frame). Wall-clock per minute of
-video: `avlearn recognize`'s path (decode from the mp4 + model, no counting) over the first test videos, for
-skimming and dense, in the same run.
+the preview over the whole video too, plus the FFTs of the student's log-mel (2 n log2 n per frame).
+Wall-clock per minute of video: `avlearn recognize`'s path (decode from the mp4 + model, no counting) over the
+first test videos, for skimming and dense, in the same run.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from transfer_probe import probe  # benchmarks/ is on sys.path when this script 
 
 from avlearn.data.cache import decode_clips
 from avlearn.data.manifest import read_manifest
-from avlearn.data.preview import N_FFT, clip_input, frame_input, split_windows, window_labels, window_logmel
+from avlearn.data.preview import clip_input, split_windows, window_labels
 from avlearn.models.summary import count_macs
 from avlearn.pipelines.recognize import load_recognizer, recognize, stft_macs
 
@@ -50,19 +51,18 @@ LABELS = {
 }
 
 
-def features(net, logmel, clips, windows: int):
-    """Per video: teacher probabilities (W, C), student image/audio features, embeddings and probabilities."""
+def features(net, clips, windows: int):
+    """Per video: teacher probabilities (W, C), student image/audio features, embeddings and probabilities, and
+    the windows' frames and waveform (the student's inputs: its front-ends are its own)."""
     out = []
     for v in range(len(clips.rows)):
         video, audio = split_windows(clips.video[v], clips.audio[v], windows)
         with torch.inference_mode():
-            spec = logmel(audio)[:, None]
             teacher = net.teacher(clip_input(video)).softmax(-1)
-            frames = frame_input(video)
-            image, aud = net.student.image_features(frames), net.student.audio_features(spec)
+            image, aud = net.student.image_features(video), net.student.audio_features(audio)
             student = net.classify(net.student.embed(image, aud)).softmax(-1)
-        out.append({"teacher": teacher, "image": image, "audio": aud, "student": student, "frames": frames,
-                    "spec": spec})  # fmt: skip
+        out.append({"teacher": teacher, "image": image, "audio": aud, "student": student, "windows": video,
+                    "waveform": audio})  # fmt: skip
     return out
 
 
@@ -83,7 +83,7 @@ def main() -> None:
 
     net, pre = load_recognizer(args.checkpoint)
     classes, k_main = pre["classes"], args.steps or pre["steps"]
-    logmel = window_logmel(pre["sample_rate"], pre["n_mels"], pre["spec_hop_s"])
+    front_end = net.student.audio_front_end
     per = round(pre["window"] * pre["fps"])
 
     def load(manifest: str):
@@ -99,19 +99,25 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"{args.test}: labels {sorted(unknown)} are not among the checkpoint's classes {classes}")
     t0 = time.perf_counter()
-    feats = features(net, logmel, test, windows)
+    feats = features(net, test, windows)
     print(f"{len(feats)} test videos, {windows} windows each, features in {time.perf_counter() - t0:.0f} s")
 
     # costs of one window for each network, counted as they run
     f = feats[0]
     with torch.inference_mode():
         _, c_teacher = count_macs(lambda: net.teacher(clip_input(test.video[0, :per][None])))
-        _, c_image = count_macs(lambda: net.student.image_features(f["frames"][:1]))
-        _, c_audio = count_macs(lambda: net.student.audio_features(f["spec"][:1]))
+        _, c_image = count_macs(lambda: net.student.image_features(f["windows"][:1]))
+        _, c_audio = count_macs(lambda: net.student.audio_features(f["waveform"][:1]))
         _, c_fuse = count_macs(lambda: net.classify(net.student.embed(f["image"][:1], f["audio"][:1])))
-    c_fft = stft_macs(f["spec"].shape[-1], N_FFT)
+    c_fft = stft_macs(f["waveform"].shape[-1] // front_end.hop_length + 1, front_end.n_fft)
     print(f"per window GMACs: teacher {c_teacher / 1e9:.4f}, student image {c_image / 1e9:.4f}, audio "
           f"{c_audio / 1e9:.4f} (+ FFT {c_fft / 1e9:.5f}), fusion+classifier {c_fuse / 1e9:.5f}")  # fmt: skip
+
+    starts = np.arange(windows) * pre["window"]
+    truth = torch.stack([torch.from_numpy(window_labels(r, starts, pre["window"], classes)) for r in test.rows])
+    for name in ("student", "teacher"):
+        hits = torch.stack([f[name].argmax(-1) for f in feats]) == truth
+        print(f"{name} accuracy per window (window labels, background included): {hits.float().mean():.3f}")
 
     def acc(answers) -> float:
         return float((torch.tensor(answers) == labels).float().mean())
@@ -150,7 +156,7 @@ def main() -> None:
         answers, teacher_answers, macs = [], [], []
         for f in feats:
             with torch.inference_mode():
-                (chosen, probs), m = count_macs(lambda: net.skim_video(f["frames"][None], f["spec"][None], k))  # noqa: B023
+                (chosen, probs), m = count_macs(lambda: net.skim_video(f["windows"][None], f["waveform"][None], k))  # noqa: B023
             answers.append(answer(probs[0]))
             teacher_answers.append(answer(f["teacher"][chosen[0]]))
             macs.append(m + windows * c_fft)
@@ -167,8 +173,8 @@ def main() -> None:
     for v, row in enumerate(train.rows):
         video, audio = split_windows(train.video[v], train.audio[v], train_windows)
         with torch.inference_mode():
-            tr_img.append(net.student.image_features(frame_input(video)))
-            tr_aud.append(net.student.audio_features(logmel(audio)[:, None]))
+            tr_img.append(net.student.image_features(video))
+            tr_aud.append(net.student.audio_features(audio))
         starts = np.arange(train_windows) * pre["window"]
         tr_y.append(torch.from_numpy(window_labels(row, starts, pre["window"], classes)))
     tr_y = torch.cat(tr_y)

@@ -1,5 +1,6 @@
 """Listen to Look: window labels, the preview's image bank, the selector (it learns where to look), the three
-training stages through their recipes, and `avlearn recognize` on the shipped demo clip and on bad input."""
+training stages through their recipes, a student on the sync encoders started from a sync checkpoint, and
+`avlearn recognize` on the shipped demo clip and on bad input."""
 
 from __future__ import annotations
 
@@ -44,11 +45,11 @@ def test_image_bank_interpolates_between_previewed_windows():
 def test_skimming_computes_the_image_network_only_at_previewed_and_chosen_windows():
     net = create_model("listen_to_look_tiny").eval()
     w, k = 12, 3
-    frames, spec = torch.randn(1, w, 3, 32, 32), torch.randn(1, w, 1, 32, 48)
+    windows, audio = torch.randint(0, 255, (1, w, 4, 32, 32, 3), dtype=torch.uint8), torch.randn(1, w, 8000)
     with torch.inference_mode():
-        (indices, probs), macs = count_macs(lambda: net.skim_video(frames, spec, k))
-        _, image = count_macs(lambda: net.student.image_features(frames[0, :1]))
-        _, audio = count_macs(lambda: net.student.audio_features(spec[0, :1]))
+        (indices, probs), macs = count_macs(lambda: net.skim_video(windows, audio, k))
+        _, image = count_macs(lambda: net.student.image_features(windows[0, :1]))
+        _, audio = count_macs(lambda: net.student.audio_features(audio[0, :1]))
     assert len(set(indices[0].tolist())) == k  # never the same window twice
     assert probs.shape == (1, k, 5) and torch.allclose(probs.sum(-1), torch.ones(1, k))
     previewed = len(net.preview_windows(w))
@@ -154,6 +155,73 @@ def test_student_stage_needs_the_teacher():
 
     with pytest.raises(ValueError, match="init_from"):
         ListenToLookTask(stage="student")
+    with pytest.raises(ValueError, match="belongs to the student stage"):
+        ListenToLookTask(stage="teacher", sync_from="sync")
+
+
+TINY_VIDEO = {"fps": 8.0, "size": 32, "widths": [4, 8, 16], "dim": 16, "changes": True}  # avsync_mbt_tiny's, 8 fps
+TINY_AUDIO = {"fps": 8.0, "sample_rate": 16000, "n_mels": 32, "widths": [4, 8, 16], "dim": 16, "changes": True}
+
+
+def test_student_on_the_sync_encoders_starts_from_a_sync_checkpoint(world, tmp_path, capsys):
+    """The student stage with ``sync_from``: the student's video and audio branches are the sync checkpoint's
+    encoders (kept as loaded by a whole-run freeze), the teacher is the previous stage's, the run records the
+    sync weights it started from, and `avlearn recognize` runs the exported model from the mp4 (the student's
+    own front-ends: the waveform in, no log-mel outside the model)."""
+    from avlearn.data.manifest import read_manifest
+    from avlearn.data.preview import class_names
+    from avlearn.models.weights import load_weights, save_weights, weights_sha256
+
+    torch.manual_seed(1)
+    sync = create_model("avsync_mbt_tiny", fps=8.0)
+    with torch.no_grad():
+        for p in sync.parameters():
+            p.add_(0.5)  # apart from any fresh initialization
+    sync_path = save_weights(tmp_path / "sync", sync, model_name="avsync_mbt_tiny", task="sync",
+                             components=sync.components())  # fmt: skip
+    classes = class_names(read_manifest(world / "train.jsonl"))
+    teacher = create_model("listen_to_look_tiny", num_classes=len(classes))
+    pre = {"classes": classes, "fps": 8.0, "n_mels": 32, "sample_rate": 16000, "size": 32, "window": 1.0}
+    teacher_path = save_weights(tmp_path / "teacher", teacher, model_name="listen_to_look_tiny", task="preview",
+                                model_args={"num_classes": len(classes)}, preprocessing=pre)  # fmt: skip
+    student_args = {"video": TINY_VIDEO, "audio": TINY_AUDIO, "frames": 3}
+    run = tmp_path / "student"
+    args = [
+        "fit", "-c", str(ROOT / "recipes" / "preview" / "actions_student_sync.yaml"),
+        "--model.init_args.model", "listen_to_look_tiny",
+        "--model.init_args.model_args", json.dumps(student_args),
+        "--model.init_args.init_from", str(teacher_path.with_suffix("")),
+        "--model.init_args.sync_from", str(sync_path.with_suffix("")),
+        "--model.init_args.freeze_epochs", "5",
+        "--data.init_args.train_manifest", str(world / "train.jsonl"),
+        "--data.init_args.val_manifest", str(world / "val.jsonl"),
+        "--data.init_args.size", "32",
+        "--data.init_args.batch_size", "4",
+        "--trainer.max_epochs", "1",
+        "--trainer.limit_train_batches", "2",
+        "--trainer.default_root_dir", str(run),
+        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir", str(run),
+        "--trainer.enable_progress_bar", "false",
+    ]  # fmt: skip
+    assert main(args) == 0
+    exported = next(run.glob("**/weights/last.safetensors"))
+    net, doc = load_weights(exported, task="preview")
+    for name, part in net.backbone.items():
+        want = sync.encoders[name].state_dict()
+        assert all(torch.equal(v, want[k]) for k, v in part.state_dict().items()), name
+    assert sorted(net.backbone) == ["audio", "video"]
+    assert all(torch.equal(v, teacher.teacher.state_dict()[k]) for k, v in net.teacher.state_dict().items())
+    assert not torch.equal(net.student.fuse[0].weight, teacher.student.fuse[0].weight)  # the new parts learned
+    record = doc["meta"]["init_from"]
+    assert record["sha256"] == weights_sha256(sync_path) and record["freeze_epochs"] == 5
+    assert doc["preprocessing"]["fps"] == 8.0 and doc["preprocessing"]["spec_hop_s"] == 500 / 16000  # 4 hops a frame
+
+    clip = sorted((world / "val").glob("*.mp4"))[0]
+    out = tmp_path / "out"
+    assert main(["recognize", str(clip), "--out", str(out), "--checkpoint", str(exported), "--method", "skim"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["looked_at"] == 2 and result["gmacs"] > 0
 
 
 def test_recognize_demo_clip(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """Windows of untrimmed videos for audio-preview action recognition (Listen to Look).
 
-A video of ``D`` seconds is cut into ``W = floor(D / window)`` windows. A window's label is the clip's action
+A video of ``D`` seconds is cut into ``W = floor(D / window)`` windows, each given as its uint8 frames and its
+waveform (the student's front-ends, log-mel included, are the model's). A window's label is the clip's action
 when at least half of it lies inside one of the manifest's labelled ``segments`` (a row without segments is
 one segment from start to end, as a trimmed clip), else ``background`` (the last class).
 """
@@ -12,17 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from avlearn.audio import LogMel
 from avlearn.data.clips import Draw, draw_key
 from avlearn.video.transforms import normalize_video
-
-N_FFT = 512
-SPEC_HOP_S = 0.01  # 10 ms log-mel hop
-
-
-def window_logmel(sample_rate: int, n_mels: int, hop_s: float = SPEC_HOP_S) -> LogMel:
-    """The student's audio input: log-mel of a window's waveform, ``(..., S)`` -> ``(..., n_mels, T)``."""
-    return LogMel(sample_rate, n_fft=N_FFT, hop_length=round(sample_rate * hop_s), n_mels=n_mels)
 
 
 def class_names(rows: list[dict[str, Any]]) -> list[str]:
@@ -127,11 +119,6 @@ class PreviewVideos(torch.utils.data.Dataset):
 def clip_input(video: torch.Tensor) -> torch.Tensor:
     """Windows of uint8 frames ``(B, T, H, W, 3)`` -> the teacher's normalized clips ``(B, 3, T, H, W)``."""
     return normalize_video(video)
-
-
-def frame_input(video: torch.Tensor) -> torch.Tensor:
-    """Windows of uint8 frames ``(B, T, H, W, 3)`` -> the student's normalized centre frames ``(B, 3, H, W)``."""
-    return normalize_video(video[:, video.shape[1] // 2, None])[:, :, 0]
 
 
 def split_windows(frames: torch.Tensor, audio: torch.Tensor, num_windows: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,9 +4,13 @@ One model holds the three networks of the method, trained in three stages (``avl
 
 - ``teacher``: a clip classifier (a registered video model, by default :func:`r2plus1d_cpu`) over one window of
   frames; run on every window it is the expensive *dense* baseline.
-- ``student`` (IMGAUD2VID): one frame and the audio of its window, each through a small CNN, fused into an
+- ``student`` (IMGAUD2VID): the picture and the sound of a window, each through a cheap network, fused into an
   embedding that is distilled into the teacher's clip embedding; it classifies with the teacher's own linear
-  classifier, so a student embedding and a teacher embedding mean the same thing.
+  classifier, so a student embedding and a teacher embedding mean the same thing. Either the paper's pair of
+  small 2D CNNs (the window's centre frame, its log-mel), or the sync-pretrained encoders (``avsync_video`` on
+  a few frames around the centre, ``avsync_audio`` on the waveform), which a sync checkpoint fills
+  (``init_from`` of the student stage: :mod:`avlearn.tasks.backbone`). The student owns its front-ends: it
+  takes a window's uint8 frames and its waveform, whichever variant it is.
 - ``selector`` (IMGAUD-SKIMMING): an LSTM that, starting from a glance at the whole preview, attends over the
   per-window audio features (computed everywhere, cheap) and image features (computed every
   ``image_stride``-th window and interpolated in between, as the paper's feature interpolation) to choose the
@@ -16,8 +20,8 @@ One model holds the three networks of the method, trained in three stages (``avl
 Classes are the actions plus a last ``background`` class (windows where no action happens), so averaging
 over many windows is not swamped by the idle ones.
 
-Shapes: windows ``W`` of a video; image features ``(B, W, Ci)``, audio features ``(B, W, Ca)``, embeddings
-``(B, W, D)``.
+Shapes: windows ``W`` of a video, each ``T`` uint8 frames ``(T, H, W, 3)`` and ``S`` audio samples; image
+features ``(B, W, Ci)``, audio features ``(B, W, Ca)``, embeddings ``(B, W, D)``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avlearn.models.frontend import AudioFrontEnd
 from avlearn.models.registry import create_model, register_model
+from avlearn.models.sync import SyncAudioEncoder, SyncVideoEncoder
+from avlearn.video.transforms import MEAN, STD
+
+SPEC_HOP_S = 0.01  # the CNN student's log-mel hop: 10 ms
 
 
 def conv_stack(in_channels: int, widths: tuple[int, ...]) -> nn.Sequential:
@@ -43,35 +52,120 @@ def conv_stack(in_channels: int, widths: tuple[int, ...]) -> nn.Sequential:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
 
+class CentreFrame(nn.Module):
+    """The CNN student's picture: a window's uint8 frames ``(N, T, H, W, 3)`` -> its centre frame, normalized,
+    ``(N, 3, H, W)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        frame = windows[:, windows.shape[1] // 2].permute(0, 3, 1, 2).float()
+        return (frame / 255.0 - self.mean) / self.std
+
+
+class SyncClipFeatures(nn.Module):
+    """The sync video encoder on the ``frames`` frames around a window's centre (a short clip, so the motion of
+    the moment is seen, not only a pose): ``(N, T, H, W, 3)`` uint8 -> ``(N, D)``, the maximum plus the mean of
+    its feature map over time and space (how the sync model pools a frame)."""
+
+    def __init__(self, frames: int = 3, **video: Any) -> None:
+        super().__init__()
+        self.encoder = SyncVideoEncoder(**video)
+        self.frames, self.num_features = frames, self.encoder.num_features
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        t = windows.shape[1]
+        t0 = max(0, min(t - self.frames, t // 2 - self.frames // 2))
+        f = self.encoder.forward_features(windows[:, t0 : t0 + self.frames])  # (N, D, t, h, w)
+        return f.amax(dim=(2, 3, 4)) + f.mean(dim=(2, 3, 4))
+
+
+class SyncSoundFeatures(nn.Module):
+    """The sync audio encoder (its own log-mel front-end) on a window's waveform: ``(N, S)`` -> ``(N, D)``, the
+    maximum plus the mean over its tokens (one per video frame)."""
+
+    def __init__(self, **audio: Any) -> None:
+        super().__init__()
+        self.encoder = SyncAudioEncoder(**audio)
+        self.num_features = self.encoder.num_features
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        f = self.encoder.forward_features(audio).mean(2)  # (N, D, F', T) -> (N, D, T)
+        return f.amax(-1) + f.mean(-1)
+
+
 class ImageAudioStudent(nn.Module):
-    """IMGAUD2VID: a frame and its window's log-mel spectrogram -> an embedding in the teacher's space.
+    """IMGAUD2VID: a window's frames and waveform -> an embedding in the teacher's space.
+
+    Each branch is the paper's small 2D CNN (the centre frame; a 10 ms log-mel of ``n_mels`` bands) unless
+    the sync encoder's arguments are given (``video``: ``avsync_video`` on ``frames`` frames around the centre;
+    ``audio``: ``avsync_audio``); those are the parts a sync checkpoint fills (:attr:`backbone`).
 
     Args:
         embed_dim: width of the teacher's clip embedding.
         num_classes: classes of the teacher's classifier (copied in by the distillation stage).
         image_widths: channels of the image CNN's stages.
         audio_widths: channels of the audio CNN's stages.
+        sample_rate: audio rate of the CNN's log-mel.
+        n_mels: mel bands of the CNN's log-mel.
+        video: ``avsync_video`` arguments (as a sync checkpoint lists its ``video`` component), or None.
+        audio: ``avsync_audio`` arguments, or None.
+        frames: frames the sync video encoder sees per window.
     """
 
     def __init__(self, embed_dim: int, num_classes: int, image_widths: tuple[int, ...] = (16, 32, 64, 128),
-                 audio_widths: tuple[int, ...] = (16, 32, 64, 128)) -> None:  # fmt: skip
+                 audio_widths: tuple[int, ...] = (16, 32, 64, 128), sample_rate: int = 16000, n_mels: int = 64,
+                 video: dict[str, Any] | None = None, audio: dict[str, Any] | None = None,
+                 frames: int = 3) -> None:  # fmt: skip
         super().__init__()
-        self.image = conv_stack(3, tuple(image_widths))
-        self.audio = conv_stack(1, tuple(audio_widths))
-        self.image_dim, self.audio_dim = image_widths[-1], audio_widths[-1]
+        if video is None:
+            self.image_front, self.image = CentreFrame(), conv_stack(3, tuple(image_widths))
+            self.image_dim = image_widths[-1]
+        else:
+            self.image_front, self.image = nn.Identity(), SyncClipFeatures(frames, **video)
+            self.image_dim = self.image.num_features
+        if audio is None:  # log-mel frames of 10 ms: a "token" per hop
+            self.audio_front = AudioFrontEnd(sample_rate, n_mels, token_rate=1 / SPEC_HOP_S, hops_per_token=1)
+            self.audio = conv_stack(1, tuple(audio_widths))
+            self.audio_dim = audio_widths[-1]
+        else:
+            self.audio_front, self.audio = nn.Identity(), SyncSoundFeatures(**audio)
+            self.audio_dim = self.audio.num_features
         self.fuse = nn.Sequential(
             nn.Linear(self.image_dim + self.audio_dim, 2 * embed_dim), nn.ReLU(inplace=True),
             nn.Linear(2 * embed_dim, embed_dim), nn.ReLU(inplace=True),
         )  # fmt: skip
         self.head = nn.Linear(embed_dim, num_classes)
 
-    def image_features(self, frames: torch.Tensor) -> torch.Tensor:
-        """Normalized frames ``(B, 3, H, W)`` -> ``(B, Ci)``."""
-        return self.image(frames)
+    @property
+    def backbone(self) -> dict[str, nn.Module]:
+        """The sync encoders among the branches (what ``init_from`` fills), by component name."""
+        parts = {"video": self.image, "audio": self.audio}
+        return {k: m.encoder for k, m in parts.items() if isinstance(m, (SyncClipFeatures, SyncSoundFeatures))}
 
-    def audio_features(self, spec: torch.Tensor) -> torch.Tensor:
-        """Log-mel ``(B, 1, F, T)`` -> ``(B, Ca)``."""
-        return self.audio(spec)
+    @property
+    def audio_front_end(self) -> AudioFrontEnd:
+        """The log-mel front-end of the audio branch (its hop and FFT size count the preview's FFTs)."""
+        return self.audio.encoder.front_end if isinstance(self.audio, SyncSoundFeatures) else self.audio_front
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """What the front-ends take: the audio's rate and log-mel, and for a sync video branch its fps and size."""
+        pre = dict(self.audio_front_end.preprocessing)
+        if isinstance(self.image, SyncClipFeatures):
+            pre.update(self.image.encoder.preprocessing)
+        return pre
+
+    def image_features(self, windows: torch.Tensor) -> torch.Tensor:
+        """A window's uint8 frames ``(N, T, H, W, 3)`` -> ``(N, Ci)``."""
+        return self.image(self.image_front(windows))
+
+    def audio_features(self, audio: torch.Tensor) -> torch.Tensor:
+        """A window's waveform ``(N, S)`` -> ``(N, Ca)``."""
+        return self.audio(self.audio_front(audio))
 
     def embed(self, image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """Image and audio features ``(..., Ci)``, ``(..., Ca)`` -> embedding ``(..., D)`` (ReLU'd like the
@@ -174,17 +268,29 @@ class ListenToLook(nn.Module):
         audio_widths: student audio CNN widths.
         hidden: selector LSTM width.
         image_stride: the preview computes image features of every ``image_stride``-th window.
+        student: the rest of :class:`ImageAudioStudent`'s arguments (``n_mels``; ``video``, ``audio`` and
+            ``frames`` for a student on the sync encoders).
     """
 
     def __init__(self, num_classes: int = 13, teacher: str = "r2plus1d_cpu", teacher_args: dict[str, Any] | None = None,
                  image_widths: tuple[int, ...] = (16, 32, 64, 128), audio_widths: tuple[int, ...] = (16, 32, 64, 128),
-                 hidden: int = 256, image_stride: int = 4) -> None:  # fmt: skip
+                 hidden: int = 256, image_stride: int = 4, **student: Any) -> None:  # fmt: skip
         super().__init__()
         self.teacher = create_model(teacher, num_classes=num_classes, **(teacher_args or {}))
         dim = self.teacher.head_hidden_size
-        self.student = ImageAudioStudent(dim, num_classes, image_widths, audio_widths)
+        self.student = ImageAudioStudent(dim, num_classes, image_widths, audio_widths, **student)
         self.selector = SkimSelector(dim, self.student.image_dim, self.student.audio_dim, hidden)
         self.num_classes, self.image_stride = num_classes, image_stride
+
+    @property
+    def backbone(self) -> dict[str, nn.Module]:
+        """The student's sync encoders, which a sync checkpoint fills (none for the CNN student)."""
+        return self.student.backbone
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """What the student's front-ends take (the data must be decoded so)."""
+        return self.student.preprocessing
 
     # -- the teacher ---------------------------------------------------------------------------------------
     def teacher_embed(self, clips: torch.Tensor) -> torch.Tensor:
@@ -228,48 +334,50 @@ class ListenToLook(nn.Module):
         indices, embeddings = self.selector.run(image_bank, audio_bank, start, look, steps, temperature)
         return indices, self.classify(embeddings).softmax(-1)
 
-    def preview(self, frames: torch.Tensor, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def preview(self, windows: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The audio preview: audio features of every window and image features of every
         ``image_stride``-th one, interpolated.
 
         Args:
-            frames: ``(B, W, 3, H, W)`` normalized centre frames of the windows (only the preview's are read).
-            spec: ``(B, W, 1, F, T)`` log-mel of every window.
+            windows: ``(B, W, T, H, W, 3)`` uint8 frames of the windows (only the preview's are read).
+            audio: ``(B, W, S)`` waveform of every window.
 
         Returns:
             Image bank ``(B, W, Ci)`` and audio bank ``(B, W, Ca)``.
         """
-        b, w = spec.shape[:2]
-        audio = self.student.audio_features(spec.flatten(0, 1)).view(b, w, -1)
+        b, w = audio.shape[:2]
+        sound = self.student.audio_features(audio.flatten(0, 1)).view(b, w, -1)
         where = self.preview_windows(w)
-        sparse = self.student.image_features(frames[:, where].flatten(0, 1)).view(b, len(where), -1)
-        return self.image_bank(sparse, where, w), audio
+        sparse = self.student.image_features(windows[:, where].flatten(0, 1)).view(b, len(where), -1)
+        return self.image_bank(sparse, where, w), sound
 
-    def skim_video(self, frames: torch.Tensor, spec: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def skim_video(self, windows: torch.Tensor, audio: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """IMGAUD-SKIMMING at inference: the preview, then ``steps`` looks, each running the student's image
-        network on one chosen frame. Returns indices ``(B, K)`` and class probabilities ``(B, K, C)``."""
-        image_bank, audio_bank = self.preview(frames, spec)
-        rows = torch.arange(spec.shape[0], device=spec.device)
+        network on one chosen window. Returns indices ``(B, K)`` and class probabilities ``(B, K, C)``."""
+        image_bank, audio_bank = self.preview(windows, audio)
+        rows = torch.arange(audio.shape[0], device=audio.device)
 
         def look(choice: torch.Tensor) -> torch.Tensor:
             index = choice.argmax(-1)
-            return self.student.embed(self.student.image_features(frames[rows, index]), audio_bank[rows, index])
+            return self.student.embed(self.student.image_features(windows[rows, index]), audio_bank[rows, index])
 
         return self.skim(image_bank, audio_bank, look, steps)
 
     def forward(self, x: dict[str, torch.Tensor], steps: int = 5) -> torch.Tensor:
-        """The whole method on a batch of videos (for the registry and the summary tool): ``x["frames"]``
-        ``(B, W, 3, H, W)`` and ``x["spec"]`` ``(B, W, 1, F, T)`` -> video class probabilities ``(B, C)``."""
-        return self.skim_video(x["frames"], x["spec"], steps)[1].mean(1)
+        """The whole method on a batch of videos (for the registry and the summary tool): ``x["video"]``
+        ``(B, W, T, H, W, 3)`` uint8 and ``x["audio"]`` ``(B, W, S)`` -> video class probabilities ``(B, C)``."""
+        return self.skim_video(x["video"], x["audio"], steps)[1].mean(1)
 
 
-@register_model(input_size={"frames": (20, 3, 96, 96), "spec": (20, 1, 64, 101)}, interface="preview")
-def listen_to_look(num_classes: int = 13, image_stride: int = 4) -> ListenToLook:
-    """Listen to Look: r2plus1d_cpu teacher, image+audio student (16-128 CNNs), LSTM selector; forward = 5 looks."""
-    return ListenToLook(num_classes=num_classes, image_stride=image_stride)
+@register_model(input_size={"video": (20, 8, 96, 96, 3), "audio": (20, 16000)}, interface="preview")
+def listen_to_look(num_classes: int = 13, image_stride: int = 4, **student: Any) -> ListenToLook:
+    """Listen to Look: r2plus1d_cpu teacher, image+audio student (16-128 CNNs, or the sync encoders given their
+    arguments ``video``/``audio``), LSTM selector; forward = 5 looks."""
+    return ListenToLook(num_classes=num_classes, image_stride=image_stride, **student)
 
 
-@register_model(input_size={"frames": (6, 3, 32, 32), "spec": (6, 1, 32, 48)}, interface="preview")
-def listen_to_look_tiny(num_classes: int = 5, image_stride: int = 2) -> ListenToLook:
-    """Listen to Look with a tiny teacher, 4-8-wide student CNNs and a 32-wide selector, for tests."""
-    return ListenToLook(num_classes, "r2plus1d_cpu_tiny", None, (4, 8), (4, 8), 32, image_stride)
+@register_model(input_size={"video": (6, 4, 32, 32, 3), "audio": (6, 8000)}, interface="preview")
+def listen_to_look_tiny(num_classes: int = 5, image_stride: int = 2, **student: Any) -> ListenToLook:
+    """Listen to Look with a tiny teacher, 4-8-wide student CNNs (or tiny sync encoders) and a 32-wide selector,
+    for tests."""
+    return ListenToLook(num_classes, "r2plus1d_cpu_tiny", None, (4, 8), (4, 8), 32, image_stride, **student)

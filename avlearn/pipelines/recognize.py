@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from avlearn.data.preview import N_FFT, SPEC_HOP_S, clip_input, frame_input, split_windows, window_logmel
+from avlearn.data.preview import clip_input, split_windows
 from avlearn.io import ClipRangeError, MissingStreamError, TruncatedMediaError, probe, read_clip
 from avlearn.io.outdir import staged_output
 from avlearn.io.write import atomic_path
@@ -180,7 +180,7 @@ def recognize(
     t1 = time.perf_counter()
     windows, audio = _decode(path, pre, num_windows, method)
     t2 = time.perf_counter()
-    indices, probs, macs = _classify(net, pre, windows, audio, method, min(steps, num_windows), count)
+    indices, probs, macs = _classify(net, windows, audio, method, min(steps, num_windows), count)
     t3 = time.perf_counter()
     top_classes, moments = _summary(pre["classes"], window, indices, probs, top)
     return {
@@ -236,7 +236,6 @@ def _decode(path: str | Path, pre: dict[str, Any], num_windows: int, method: str
 
 def _classify(
     net: torch.nn.Module,
-    pre: dict[str, Any],
     windows: torch.Tensor,
     audio: torch.Tensor,
     method: str,
@@ -246,7 +245,7 @@ def _classify(
     """``(indices of the windows classified, their class probabilities, multiply-accumulates or None)``: the
     skim chooses ``k`` windows (the log-mel's FFTs counted too), or the teacher classifies all (``dense``)."""
     num_windows = windows.shape[0]
-    logmel = window_logmel(pre["sample_rate"], pre["n_mels"], pre.get("spec_hop_s", SPEC_HOP_S))
+    front_end = net.student.audio_front_end  # the FFTs of the student's log-mel, which count_macs does not see
     device = next(net.parameters()).device
 
     def run() -> tuple[torch.Tensor, torch.Tensor]:
@@ -255,8 +254,7 @@ def _classify(
                 logits = torch.cat([net.teacher(clip_input(windows[i : i + DENSE_BATCH].to(device))).float()
                                     for i in range(0, num_windows, DENSE_BATCH)])  # fmt: skip
                 return torch.arange(num_windows), logits.softmax(-1).cpu()
-            spec = logmel(audio)[:, None]  # (W, 1, F, T)
-            indices, probs = net.skim_video(frame_input(windows.to(device))[None], spec[None].to(device), k)
+            indices, probs = net.skim_video(windows.to(device)[None], audio.to(device)[None], k)
             indices = indices[0].cpu()
             if method == "skim-teacher":  # the clip classifier looks where the skim chose
                 return indices, net.teacher(clip_input(windows[indices].to(device))).float().softmax(-1).cpu()
@@ -266,7 +264,7 @@ def _classify(
         return *run(), None
     (indices, probs), macs = count_macs(run)
     if method != "dense":
-        macs += stft_macs(num_windows * (audio.shape[-1] // logmel.hop_length + 1), N_FFT)
+        macs += stft_macs(num_windows * (audio.shape[-1] // front_end.hop_length + 1), front_end.n_fft)
     return indices, probs, macs
 
 

@@ -4,7 +4,11 @@ weights (``init_from``):
 1. ``teacher``: the clip classifier on single windows (cross-entropy over the actions and ``background``).
 2. ``student`` (IMGAUD2VID): the teacher frozen; the image+audio student learns the teacher's clip embedding
    of the same window (mean squared error, relative to the embedding's energy) and its class distribution
-   (KL divergence); it classifies with a frozen copy of the teacher's classifier. No labels are used.
+   (KL divergence); it classifies with a frozen copy of the teacher's classifier. No labels are used. The
+   student is built anew from ``model``/``model_args`` (the teacher comes from ``init_from``); a student on
+   the sync encoders may start from a sync checkpoint (``sync_from``), with a freeze period and a learning-rate
+   multiplier for them (:mod:`avlearn.tasks.backbone`; a freeze of the whole run trains only the fusion MLP, a
+   light head on the frozen encoders).
 3. ``skim`` (IMGAUD-SKIMMING): teacher and student frozen; the selector learns, per video, which K moments to
    look at: the loss is the cross-entropy of the video's action under the student's class probabilities
    averaged over the chosen moments. Choices are hard (Gumbel noise in training, straight-through
@@ -23,21 +27,13 @@ import torch
 import torch.nn.functional as F
 
 from avlearn.data.manifest import read_manifest
-from avlearn.data.preview import (
-    SPEC_HOP_S,
-    PreviewVideos,
-    PreviewWindows,
-    class_names,
-    clip_input,
-    frame_input,
-    window_logmel,
-)
+from avlearn.data.preview import PreviewVideos, PreviewWindows, class_names, clip_input
 from avlearn.models import create_model
 from avlearn.models.precision import guard_bf16_conv3d
 from avlearn.models.weights import load_weights
-from avlearn.tasks.datamodule import WindowData
+from avlearn.tasks.backbone import BackboneTask
+from avlearn.tasks.datamodule import WindowData, check_front_end
 from avlearn.tasks.export import checkpoint_info
-from avlearn.tasks.optim import adamw_one_cycle
 
 STAGES = ("teacher", "student", "skim")
 
@@ -119,16 +115,21 @@ def video_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (probs.mean(1)[:, :-1].argmax(-1) == labels).float()
 
 
-class ListenToLookTask(L.LightningModule):
+class ListenToLookTask(BackboneTask):
     """One stage of Listen to Look (see the module docstring).
 
     Args:
         stage: ``"teacher"``, ``"student"`` or ``"skim"``.
-        model: registered Listen to Look model.
-        model_args: its builder's arguments (``num_classes`` is set from the data).
+        model: registered Listen to Look model (the teacher stage's, and the student's the student stage builds).
+        model_args: its builder's arguments (``num_classes`` is set from the data or the previous stage; a
+            student on the sync encoders: ``{"video": {...}, "audio": {...}}``, the sync checkpoint's components'
+            arguments).
         init_from: weights of the previous stage (``.../weights/best``); required for stages 2 and 3.
+        sync_from: a sync checkpoint whose encoders the student starts from (stage 2, a student on the sync
+            encoders; recorded in the exported ``meta.init_from``).
+        freeze_epochs: epochs during which the student's sync encoders stay as loaded (the whole run: frozen).
+        backbone_lr_mult: their learning rate relative to ``lr`` afterwards.
         steps: moments the selector looks at (stage 3).
-        n_mels: mel bands of the student's audio input.
         temperature: Gumbel-softmax temperature of the selector's choices in training.
         lr: peak learning rate (AdamW, one-cycle schedule).
         weight_decay: AdamW weight decay.
@@ -142,8 +143,10 @@ class ListenToLookTask(L.LightningModule):
         model: str = "listen_to_look",
         model_args: dict[str, Any] | None = None,
         init_from: str | None = None,
+        sync_from: str | None = None,
+        freeze_epochs: int = 0,
+        backbone_lr_mult: float = 1.0,
         steps: int = 5,
-        n_mels: int = 64,
         temperature: float = 1.0,
         lr: float = 2e-3,
         weight_decay: float = 0.05,
@@ -153,58 +156,77 @@ class ListenToLookTask(L.LightningModule):
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
         if stage != "teacher" and not init_from:
             raise ValueError(f"stage {stage!r} starts from the previous stage's weights: set init_from")
+        if sync_from and stage != "student":
+            raise ValueError(f"sync_from fills the student's encoders: it belongs to the student stage, not {stage!r}")
         self.save_hyperparameters()
-        self.net: torch.nn.Module | None = None  # built in setup, when the data's classes are known
+        self.net: torch.nn.Module | None = None  # built when the run starts (files are read then, not when parsed)
+        self.classes: list[str] | None = None
+        self.start_from_backbone(None, freeze_epochs, backbone_lr_mult)  # the sync weights load with the net
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        self._build_from_previous_stage()  # Lightning asks for callbacks (the backbone's freeze) before setup
+        return super().configure_callbacks()
+
+    def _build_from_previous_stage(self) -> None:
+        """Stage 2: a new student beside the previous stage's teacher (its encoders from ``sync_from``); stage 3:
+        the previous stage's whole model. Once; the teacher stage builds its model in setup."""
+        h = self.hparams
+        if self.net is not None or not h.init_from:
+            return
+        previous, info = load_weights(h.init_from, task=self.task_name)
+        self.classes = info["preprocessing"].get("classes")
+        if h.stage == "skim":
+            self.net, h.model, h.model_args = previous, info["model"], dict(info["model_args"])
+        else:
+            h.model_args = {**(h.model_args or {}), "num_classes": len(self.classes)}
+            self.net = create_model(h.model, **h.model_args)
+            try:
+                self.net.teacher.load_state_dict(previous.teacher.state_dict())
+            except RuntimeError:
+                raise ValueError(f"{h.init_from}: its teacher is not the teacher of {h.model}; start from a teacher "
+                                 f"stage of the same model") from None  # fmt: skip
+            self.net.student.head.load_state_dict(self.net.teacher.net.fc.state_dict())
+        self._freeze_all_but_the_stage()
+        self.start_from_backbone(h.sync_from, h.freeze_epochs, h.backbone_lr_mult)
+
+    def _freeze_all_but_the_stage(self) -> None:
+        h, net = self.hparams, self.net
+        guard_bf16_conv3d(net.teacher)
+        trained = {"teacher": net.teacher, "student": net.student, "skim": net.selector}[h.stage]
+        net.requires_grad_(False)
+        trained.requires_grad_(True)
+        if h.stage == "student":
+            net.student.head.requires_grad_(False)  # the teacher's classifier: embeddings keep its meaning
 
     def setup(self, stage: str | None = None) -> None:
-        if self.net is not None:
-            return
-        h = self.hparams
         dm = self.trainer.datamodule
-        self.logmel = window_logmel(dm.hparams.sample_rate, h.n_mels)
-        args = {**(h.model_args or {}), "num_classes": len(dm.classes)}
-        if h.init_from:
-            self.net, info = load_weights(h.init_from, task=self.task_name)
-            if info["preprocessing"].get("classes") != dm.classes:
-                raise ValueError(f"{h.init_from} was trained on classes {info['preprocessing'].get('classes')}, "
-                                 f"the data has {dm.classes}")  # fmt: skip
-            h.model_args = dict(info["model_args"])
-        else:
-            self.net = create_model(h.model, **args)
-            h.model_args = args
-        guard_bf16_conv3d(self.net.teacher)
-        if h.stage == "student":
-            self.net.student.head.load_state_dict(self.net.teacher.net.fc.state_dict())
-        trained = {"teacher": self.net.teacher, "student": self.net.student, "skim": self.net.selector}[h.stage]
-        for p in self.net.parameters():
-            p.requires_grad_(False)
-        for p in trained.parameters():
-            p.requires_grad_(True)
-        if h.stage == "student":
-            self.net.student.head.requires_grad_(False)  # the teacher's classifier: embeddings keep its meaning
+        self._build_from_previous_stage()
+        if self.net is None:
+            h = self.hparams
+            h.model_args = {**(h.model_args or {}), "num_classes": len(dm.classes)}
+            self.net, self.classes = create_model(h.model, **h.model_args), dm.classes
+            self._freeze_all_but_the_stage()
+        elif self.classes != dm.classes:
+            raise ValueError(f"{self.hparams.init_from} was trained on classes {self.classes}, "
+                             f"the data has {dm.classes}")  # fmt: skip
+        check_front_end(self.trainer, self.net)
 
-    def train(self, mode: bool = True) -> ListenToLookTask:
-        super().train(mode)
-        if self.net is not None and mode:  # frozen parts keep their batch-norm statistics
-            frozen = {"teacher": (self.net.student, self.net.selector), "student": (self.net.teacher,),
-                      "skim": (self.net.teacher, self.net.student)}[self.hparams.stage]  # fmt: skip
-            for part in frozen:
-                part.eval()
-        return self
+    def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """The parts this stage does not train run in eval mode: their batch norms keep their statistics (the
+        teacher's targets and the student's features are what inference computes). Set at every batch: Lightning
+        never calls ``train()`` in a fit, it restores each module's mode after validation."""
+        frozen = {"teacher": (self.net.student, self.net.selector), "student": (self.net.teacher,),
+                  "skim": (self.net.teacher, self.net.student)}[self.hparams.stage]  # fmt: skip
+        for part in frozen:
+            part.eval()
 
     # -- inputs ---------------------------------------------------------------------------------------------
-    def spec(self, audio: torch.Tensor, windows: int) -> torch.Tensor:
-        """``(B, windows * S)`` -> per-window log-mel ``(B, windows, 1, F, T)``."""
-        b = audio.shape[0]
-        chunks = audio.view(b * windows, -1)
-        return self.logmel(chunks)[:, None].view(b, windows, 1, self.hparams.n_mels, -1)
-
     def video_windows(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Whole-video batch -> windows ``(B·W, T, H, W, 3)`` uint8, spectrograms ``(B, W, 1, F, T)``, W."""
+        """Whole-video batch -> windows ``(B, W, T, H, W, 3)`` uint8, their audio ``(B, W, S)``, W."""
         w = batch["window_labels"].shape[1]
-        video = batch["video"]
-        windows = video.view(video.shape[0] * w, video.shape[1] // w, *video.shape[2:])
-        return windows, self.spec(batch["audio"], w), w
+        video, audio = batch["video"], batch["audio"]
+        b = video.shape[0]
+        return video.view(b, w, video.shape[1] // w, *video.shape[2:]), audio.view(b, w, -1), w
 
     # -- stages ---------------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -217,25 +239,23 @@ class ListenToLookTask(L.LightningModule):
             with torch.no_grad():
                 target = net.teacher_embed(clip_input(batch["video"])).float()
                 target_logp = net.classify(target).log_softmax(-1)
-            spec = self.logmel(batch["audio"])[:, None]
-            emb = net.student.embed(net.student.image_features(frame_input(batch["video"])),
-                                    net.student.audio_features(spec)).float()  # fmt: skip
+            emb = net.student.embed(net.student.image_features(batch["video"]),
+                                    net.student.audio_features(batch["audio"])).float()  # fmt: skip
             mse = (emb - target).square().mean() / target.square().mean().clamp_min(1e-6)
             kl = F.kl_div(net.classify(emb).log_softmax(-1), target_logp, log_target=True, reduction="batchmean")
             loss = mse + kl
             self.log_dict({"train/mse": mse, "train/kl": kl}, prog_bar=True)
         else:
-            windows, spec, w = self.video_windows(batch)
-            b = spec.shape[0]
+            windows, audio, w = self.video_windows(batch)
+            b = audio.shape[0]
             with torch.no_grad():
-                frames = frame_input(windows).view(b, w, 3, *windows.shape[2:4])
-                image = net.student.image_features(frames.flatten(0, 1)).view(b, w, -1)
-                audio = net.student.audio_features(spec.flatten(0, 1)).view(b, w, -1)
-                embeddings = net.student.embed(image, audio)  # (B, W, D): what a look at each window gives
+                image = net.student.image_features(windows.flatten(0, 1)).view(b, w, -1)
+                sound = net.student.audio_features(audio.flatten(0, 1)).view(b, w, -1)
+                embeddings = net.student.embed(image, sound)  # (B, W, D): what a look at each window gives
                 where = net.preview_windows(w)
                 image_bank = net.image_bank(image[:, where], where, w)
             look = lambda choice: torch.einsum("bw,bwd->bd", choice, embeddings)  # noqa: E731
-            _, probs = net.skim(image_bank, audio, look, h.steps, temperature=h.temperature)
+            _, probs = net.skim(image_bank, sound, look, h.steps, temperature=h.temperature)
             mean = probs.float().mean(1)[:, :-1]
             loss = F.nll_loss(mean.clamp_min(1e-8).log(), batch["label"])
             self.log("train/acc", (mean.argmax(-1) == batch["label"]).float().mean(), prog_bar=True)
@@ -244,17 +264,16 @@ class ListenToLookTask(L.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         h, net = self.hparams, self.net
-        windows, spec, w = self.video_windows(batch)
-        b = spec.shape[0]
+        windows, audio, w = self.video_windows(batch)
+        b = audio.shape[0]
         if h.stage == "teacher":
-            logits = net.teacher(clip_input(windows)).view(b, w, -1)
+            logits = net.teacher(clip_input(windows.flatten(0, 1))).view(b, w, -1)
         elif h.stage == "student":
-            frames = frame_input(windows)
-            audio = net.student.audio_features(spec.flatten(0, 1))
-            logits = net.classify(net.student.embed(net.student.image_features(frames), audio)).view(b, w, -1)
+            image = net.student.image_features(windows.flatten(0, 1))
+            sound = net.student.audio_features(audio.flatten(0, 1))
+            logits = net.classify(net.student.embed(image, sound)).view(b, w, -1)
         else:
-            frames = frame_input(windows).view(b, w, 3, *windows.shape[2:4])
-            _, probs = net.skim_video(frames, spec, h.steps)
+            _, probs = net.skim_video(windows, audio, h.steps)
             self.log("val/acc", video_accuracy(probs.float(), batch["label"]).mean(), prog_bar=True, batch_size=b)
             return
         probs = logits.float().softmax(-1)
@@ -263,9 +282,10 @@ class ListenToLookTask(L.LightningModule):
         self.log("val/acc", video_accuracy(probs, batch["label"]).mean(), prog_bar=True, batch_size=b)
 
     def configure_optimizers(self):
-        return adamw_one_cycle(self, self.hparams.lr, self.hparams.weight_decay)
+        return self.optimizer(self.hparams.lr, self.hparams.weight_decay)
 
     def export_info(self) -> dict[str, Any]:
-        """What a checkpoint needs besides the tensors (see avlearn.models.weights)."""
+        """What a checkpoint needs besides the tensors (see avlearn.models.weights): the data's decoding, the
+        student's front-ends (log-mel bands and hop), K and the stage."""
         h = self.hparams
-        return checkpoint_info(self, n_mels=h.n_mels, spec_hop_s=SPEC_HOP_S, steps=h.steps, stage=h.stage)
+        return checkpoint_info(self, **self.net.preprocessing, steps=h.steps, stage=h.stage)
