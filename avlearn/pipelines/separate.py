@@ -231,7 +231,7 @@ def _find_tracks(
     if not tracks:
         raise NoFaceError(
             path,
-            "no face found (OpenCV's frontal face detector); nothing was written. "
+            "no face found (BlazeFace detector); nothing was written. "
             "Pass --boxes with each speaker's face box if the faces are there but not frontal",
         )
     return tracks

@@ -1,13 +1,30 @@
-"""Face detection: OpenCV's bundled frontal-face Haar cascade, and box overlap.
+"""Face detection: MediaPipe's BlazeFace (short- and full-range) on every frame given, and box overlap.
 
-The cascade's weights ship inside the ``opencv-python-headless`` wheel, so nothing is downloaded at run time.
-:class:`FaceDetector` is what the face tracker (:mod:`avlearn.video.faces`) runs; the synthetic world's QA
-script (:mod:`avlearn.data.worlds.face_check`) runs the bare cascade at its default settings.
+Why BlazeFace and not OpenCV's Haar cascade (which this module ran before): on the real clips of
+``../shared/real-av`` the cascade finds a second, false face in 10% of sampled frames (GRID, VoxCeleb2-style
+crops: hence a third voice from ``separate`` on two people side by side) and misses turned and dim faces (30%
+of the in-car face tracks), at 45 ms a frame; the two BlazeFace models together find the one face in every
+sampled frame, the three people of the talk show, and no false face, at about 9 ms (``benchmarks/faces.py``,
+``docs/faces.md``). The short-range model finds close-ups (a face filling the frame, where the full-range one
+fails), the full-range model small faces (where the short-range one fails); both run and their boxes merge.
+
+Boxes are reported in the geometry of the Haar cascade's square box (forehead to chin), measured on faces both
+found: the face tracker's mouth region (:data:`avlearn.video.faces.MOUTH_REGION`) and the separation model
+trained on its crops keep meaning the same pixels. The bare cascade stays here for the synthetic world's QA
+script (:mod:`avlearn.data.worlds.face_check`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from avlearn.video.landmarks import MESH_ROI_SCALE, BlazeFace, Detections, Roi, box_iou
+
+# BlazeFace box -> Haar box: centre moved up by this fraction of the box width, side times this factor
+# (medians over faces both found, the speakers world's and real frontal faces averaged).
+_TO_HAAR = {"short": (-0.128, 1.19), "full": (-0.08, 1.11)}
+_MERGE_OVERLAP = 0.5  # two boxes whose intersection covers this much of the smaller one are one face
+_SMALL_FACE = 0.25  # faces narrower than this fraction of the frame's long side are small
 
 
 def haar_cascade():
@@ -37,30 +54,66 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
-class FaceDetector:
-    """Haar-cascade face detection on RGB frames; returns ``(n, 4)`` boxes ``x0, y0, x1, y1``.
+def _to_haar(boxes: np.ndarray, model: str) -> np.ndarray:
+    shift, factor = _TO_HAAR[model]
+    w = boxes[:, 2] - boxes[:, 0]
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2 + shift * w
+    half = factor * w / 2
+    return np.stack([cx - half, cy - half, cx + half, cy + half], 1).astype(np.float32)
 
-    Detection runs on a grey copy of the frame at most ``detect_width`` pixels wide, which keeps it cheap on
-    720p; faces smaller than ``min_face_fraction`` of the frame's short side are not looked for.
+
+def roi_of_box(box: np.ndarray) -> Roi:
+    """The upright FaceMesh input region of a face from its Haar-geometry box (a tracked box, between two
+    detections or without keypoints): the full-range BlazeFace box it stands for, times MediaPipe's 1.5."""
+    shift, factor = _TO_HAAR["full"]
+    w = float(box[2] - box[0]) / factor
+    cx, cy = float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2 - shift * w
+    return Roi(cx, cy, MESH_ROI_SCALE * w, 0.0)
+
+
+def _overlap_of_smaller(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return w * h / np.maximum(np.minimum(area(box), area(boxes)), 1e-9)
+
+
+class FaceDetector:
+    """Faces in an RGB frame: ``detector(frame) -> (n, 4)`` boxes ``x0, y0, x1, y1`` (Haar-box geometry).
+
+    ``detector.detect(frame)`` also gives each face's score and BlazeFace's six keypoints (eyes, nose tip,
+    mouth centre, ears). Without the LiteRT runtime only the short-range model runs (OpenCV cannot read the
+    full-range model), so small faces are missed: a note in ``docs/faces.md``.
     """
 
-    def __init__(self, detect_width: int = 320, min_face_fraction: float = 0.08):
-        self.cascade = haar_cascade()
-        self.detect_width = detect_width
-        self.min_face_fraction = min_face_fraction
+    def __init__(self, min_score: float = 0.5):
+        self.models = [BlazeFace("short", min_score)]
+        full = BlazeFace("full", min_score)
+        if full.range == "full":
+            self.models.append(full)
+
+    def detect(self, frame: np.ndarray) -> Detections:
+        boxes, scores, points, rank = [], [], [], []
+        small = _SMALL_FACE * max(frame.shape[:2])
+        for model in self.models:
+            d = model(frame)
+            boxes.append(_to_haar(d.boxes, model.range))
+            scores.append(d.scores)
+            points.append(d.keypoints)
+            # a small face: the full-range model's box first (the short-range model sees it at a few pixels
+            # and may box a whole head and shoulders around it)
+            rank.append(d.scores + ((model.range == "full") & (boxes[-1][:, 2] - boxes[-1][:, 0] < small)))
+        boxes, scores, points = np.concatenate(boxes), np.concatenate(scores), np.concatenate(points)
+        keep: list[int] = []
+        for i in np.argsort(-np.concatenate(rank)):
+            if not keep or (
+                box_iou(boxes[i], boxes[keep]).max() < 0.3
+                and _overlap_of_smaller(boxes[i], boxes[keep]).max() < _MERGE_OVERLAP
+            ):
+                keep.append(int(i))
+        keep.sort(key=lambda i: float(boxes[i, 0]))
+        return Detections(boxes[keep].reshape(-1, 4), scores[keep], points[keep].reshape(-1, 6, 2))
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        import cv2
-
-        h, w = frame.shape[:2]
-        scale = min(1.0, self.detect_width / w)
-        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        if scale < 1.0:
-            gray = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-        min_side = max(12, round(self.min_face_fraction * min(gray.shape)))
-        found = self.cascade.detectMultiScale(gray, minSize=(min_side, min_side))
-        if len(found) == 0:
-            return np.zeros((0, 4), np.float32)
-        boxes = np.asarray(found, np.float32)
-        boxes[:, 2:] += boxes[:, :2]  # x, y, w, h -> x0, y0, x1, y1
-        return boxes / scale
+        return self.detect(frame).boxes

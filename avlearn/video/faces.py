@@ -1,24 +1,29 @@
-"""Face tracks and mouth crops: detect a few times a second, link detections into tracks, fill in between.
+"""Face tracks, lip landmarks and mouth crops: detect a few times a second, link detections into tracks, fill in
+between; then FaceMesh on every frame of a track, and mouth crops aligned by its lip corners.
 
-The detector is OpenCV's bundled frontal-face Haar cascade (:class:`avlearn.video.detect.FaceDetector`): it
-finds 99% of the synthetic speakers' faces and every sampled frame of the real talking heads
-(``benchmarks/face_detect.py``).
+The detector is MediaPipe's BlazeFace (short- and full-range, :class:`avlearn.video.detect.FaceDetector`): on
+the real clips of ``../shared/real-av`` it finds every person and no false face, where OpenCV's Haar cascade
+(the detector before) invented faces and lost turned ones; it also finds every drawn face of the speakers world
+(``benchmarks/faces.py``, ``docs/faces.md``).
 
-A track links detections whose boxes overlap from one detection frame to the next; between detections
-its box is interpolated (faces move little in 200 ms) and before the first and after the last detection
-it is held. Training and inference crop mouths from these same tracks, so the separation model never sees
-a crop geometry at test time that it did not see in training.
+A track links detections whose boxes overlap from one detection frame to the next and must be found in 30%
+of the detection frames (a one-off false detection makes no track); between detections its box is
+interpolated (faces move little in 200 ms) and before the first and after the last detection it is held.
+Training and inference crop mouths from these same tracks, so the separation model never sees a crop geometry
+at test time that it did not see in training. :func:`track_landmarks` adds FaceMesh's 468 points per frame
+(lips, eyes, ...), :func:`aligned_mouths` crops turned and scaled by the mouth corners.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avlearn.video.detect import FaceDetector, iou
+from avlearn.video.detect import FaceDetector, iou, roi_of_box
+from avlearn.video.landmarks import MIN_PRESENCE, FaceMesh, mouth_transforms, roi_from_landmarks
 
 # Where the mouth sits inside a Haar face box (measured on the speakers world: the closed mouth spans
 # x 0.32-0.66 and y 0.66-0.83 of the box), widened so an open mouth and small box jitter stay inside.
@@ -41,6 +46,8 @@ class FaceTrack:
     detected: np.ndarray
     hits: int = 0
     _points: list[tuple[int, np.ndarray]] = field(default_factory=list, repr=False)
+    points: np.ndarray | None = None  # (T, 468, 2) FaceMesh points, NaN where not found (track_landmarks)
+    presence: np.ndarray | None = None  # (T,) FaceMesh's face-presence probability
 
 
 def track_faces(
@@ -147,4 +154,62 @@ def crop_boxes(video: torch.Tensor, boxes: np.ndarray, size: tuple[int, int] = M
             frames, grid[i : i + _CROP_BLOCK], mode="bilinear", padding_mode="zeros", align_corners=False
         )
         out[i : i + _CROP_BLOCK] = crop.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)  # -> (T, h, w, 3)
+    return out
+
+
+def track_landmarks(video: np.ndarray, track: FaceTrack, mesh: FaceMesh | None = None) -> FaceTrack:
+    """``track`` with FaceMesh points on every frame of ``video (T, H, W, 3)`` uint8 RGB.
+
+    As MediaPipe tracks: each frame's region comes from the previous frame's points (so it follows the head's
+    turn), or from the track's box where there are none or they drifted off it; points whose face-presence
+    probability is under :data:`avlearn.video.landmarks.MIN_PRESENCE` (a profile, a hand over the mouth) are NaN.
+    """
+    mesh = mesh or FaceMesh()
+    t_total = video.shape[0]
+    points = np.full((t_total, 468, 2), np.nan, np.float32)
+    presence = np.zeros(t_total, np.float32)
+    prev = None
+    for t in range(t_total):
+        box_roi = roi_of_box(track.boxes[t])
+        rois = [box_roi]
+        if prev is not None:
+            roi = roi_from_landmarks(prev)
+            if abs(roi.cx - box_roi.cx) < 0.5 * box_roi.side and abs(roi.cy - box_roi.cy) < 0.5 * box_roi.side:
+                rois.insert(0, roi)
+        for roi in rois:
+            pts, p = mesh(video[t], roi)
+            if p >= MIN_PRESENCE:
+                break
+        presence[t] = p
+        prev = pts if p >= MIN_PRESENCE else None
+        if prev is not None:
+            points[t] = pts
+    return replace(track, points=points, presence=presence)
+
+
+def aligned_mouths(video: torch.Tensor, track: FaceTrack, size: tuple[int, int] = MOUTH_SIZE) -> torch.Tensor:
+    """Mouth crops of ``track`` aligned by its landmarks (:func:`track_landmarks` first): ``(T, h, w, 3)``
+    uint8, mouth corners at fixed places (:func:`avlearn.video.landmarks.mouth_transforms`); frames without
+    points are interpolated, a track without any takes the upright mouth region of its boxes."""
+    if track.points is None:
+        raise ValueError("the track has no landmarks: run track_landmarks first")
+    return crop_affine(video, mouth_transforms(track.points, size, fallback=mouth_boxes(track.boxes)), size)
+
+
+def crop_affine(video: torch.Tensor, transforms: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """Crops of ``video (T, H, W, 3)`` uint8 through ``transforms (T, 2, 3)`` (crop pixel ``(u, v, 1)`` ->
+    frame pixel, pixel-edge units as :func:`crop_boxes`): ``(T, h, w, 3)`` uint8, bilinear, zero outside."""
+    t, h_img, w_img, _ = video.shape
+    a = torch.as_tensor(transforms, dtype=torch.float32)
+    vs, us = torch.meshgrid(torch.arange(size[0]) + 0.5, torch.arange(size[1]) + 0.5, indexing="ij")
+    uv1 = torch.stack([us, vs, torch.ones_like(us)], -1)  # (h, w, 3)
+    xy = torch.einsum("tij,hwj->thwi", a, uv1)  # (T, h, w, 2) frame pixels
+    grid = xy / torch.tensor([w_img, h_img]) * 2 - 1
+    out = torch.empty(t, *size, 3, dtype=torch.uint8)
+    for i in range(0, t, _CROP_BLOCK):
+        frames = video[i : i + _CROP_BLOCK].permute(0, 3, 1, 2).float()
+        crop = F.grid_sample(
+            frames, grid[i : i + _CROP_BLOCK], mode="bilinear", padding_mode="zeros", align_corners=False
+        )
+        out[i : i + _CROP_BLOCK] = crop.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
     return out
