@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from avlearn import progress
 from avlearn.data.preview import clip_input, split_windows
 from avlearn.io import ClipRangeError, MissingStreamError, TruncatedMediaError, probe, read_clip
 from avlearn.io.outdir import staged_output
@@ -39,6 +40,7 @@ from avlearn.io.write import atomic_path
 from avlearn.models.summary import count_macs
 from avlearn.models.weights import load_weights
 from avlearn.pipelines.checkpoints import add_device_argument, autocast, default_checkpoint, resolve_device
+from avlearn.report import REPORT, write_report
 
 DEFAULT_CHECKPOINT = default_checkpoint("preview")
 METHODS = ("skim", "skim-teacher", "dense")
@@ -108,7 +110,7 @@ def _read_frames(path: str | Path, pre: dict[str, Any], num_windows: int) -> tor
     """
     window, fps, size = float(pre["window"]), pre["fps"], pre["size"]
     parts = []
-    for w0 in range(0, num_windows, READ_WINDOWS):
+    for w0 in progress.bar(range(0, num_windows, READ_WINDOWS), desc="reading frames", unit="chunk"):
         w1 = min(num_windows, w0 + READ_WINDOWS)
         try:
             clip = read_clip(path, w0 * window, (w1 - w0) * window, fps=fps, size=(size, size), audio=False)
@@ -311,6 +313,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "window")  # fmt: skip
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"moments to choose (default {DEFAULT_STEPS})")
     parser.add_argument("--top", type=int, default=3, help="classes to print (default 3)")
+    parser.add_argument("--report", action="store_true", help=f"also write {REPORT}: the actions on a timeline")
     add_device_argument(parser)
 
 
@@ -324,6 +327,8 @@ def run(args: argparse.Namespace) -> int:
             args.clip, args.checkpoint, method=args.method, steps=args.steps, top=args.top, device=device
         )
         write_result(result, tmp)
+        if args.report:
+            write_report("recognize", tmp)
     target = Path(args.out) / "result.json"
     for note in result["notes"]:
         print(f"note: {note}")
@@ -334,4 +339,6 @@ def run(args: argparse.Namespace) -> int:
     looked = f"looked at {result['looked_at']} of {result['windows']} windows" if result["method"] != "dense" else (
         f"dense: all {result['windows']} windows")  # fmt: skip
     print(f"{looked}, {result['gmacs']:.2f} GMACs, {sum(result['timings'].values()):.2f} s -> {target}")
+    if args.report:
+        print(f"report -> {Path(args.out) / REPORT}")
     return 0
