@@ -105,6 +105,7 @@ def test_two_heads_side_by_side_give_two_tracks_and_no_third(detector):
 
 
 @needs_real
+@pytest.mark.skipif(not litert_available(), reason="small faces need the full-range model, which needs LiteRT")
 def test_the_three_people_of_the_talk_show_are_found(detector):
     assert len(track_faces(frames(TALK_SHOW, 1.0, start=2.0), 25.0, detector=detector)) == 3
 
