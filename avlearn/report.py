@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from avlearn import __version__
 
 REPORT = "report.html"
@@ -31,7 +33,8 @@ _STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; color: #222; max-width: 62em; margin: 1.5em auto; padding: 0 1em }
 h1 { font-size: 1.35em; margin-bottom: .2em } h2 { font-size: 1.1em; margin: 1.4em 0 .4em }
 .cards { display: flex; flex-wrap: wrap; gap: 1em } .card { border: 1px solid #ccc; border-radius: 6px; padding: .7em }
-.card p { margin: .3em 0 } audio { display: block; width: 20em } video, img, svg { max-width: 100% }
+.card p { margin: .3em 0 } audio, .card svg { display: block; width: 300px; margin: .3em 0 }
+video, img, svg { max-width: 100% }
 table { border-collapse: collapse } th, td { text-align: left; padding: .1em .8em .1em 0; vertical-align: top }
 th { font-weight: 600; color: #555 } .note { color: #8a5a00 } footer { color: #777; font-size: .85em; margin-top: 2em }
 .big { font-size: 1.3em; font-weight: 600 }
@@ -94,6 +97,8 @@ def _page(command: str, clip: str, facts: list[tuple[str, str]], notes: list[str
 
 
 def _separate(folder: Path, doc: dict[str, Any]) -> tuple[str, list[tuple[str, str]], str]:
+    import soundfile
+
     clip, rate = doc["clip"], int(doc["sample_rate"])
     facts = [
         ("clip", clip),
@@ -101,16 +106,17 @@ def _separate(folder: Path, doc: dict[str, Any]) -> tuple[str, list[tuple[str, s
         ("speakers", str(len(doc["speakers"]))),
         ("model", f"{doc.get('model', '?')} ({doc.get('checkpoint', '?')})"),
     ]
-    mixture = _mixture_wav(clip, rate, float(doc["duration_s"]))
+    mixture = _mixture(clip, rate, float(doc["duration_s"]))
     if mixture is None:
         player = f"<p>{_e(clip)} cannot be read from here: the mixture is not included.</p>"
     else:
-        player = f'<audio controls preload="auto" src="{_data_uri(mixture, "audio/wav")}"></audio>'
+        player = _waveform(mixture) + f'<audio controls preload="auto" src="{_wav_uri(mixture, rate)}"></audio>'
     mix = f'<div class="card"><p><b>Mixture</b> (the clip\'s soundtrack)</p>{player}</div>'
     cards = []
     for sp in doc["speakers"]:
         face = f'<video controls preload="auto" width="192" height="192" src="{_file_uri(folder / sp["mp4"])}"></video>'
-        voice = f'<audio controls preload="auto" src="{_file_uri(folder / sp["wav"])}"></audio>'
+        voice = _waveform(soundfile.read(folder / sp["wav"], dtype="float32")[0])
+        voice += f'<audio controls preload="auto" src="{_file_uri(folder / sp["wav"])}"></audio>'
         cards.append(
             f'<div class="card"><p><b>Speaker {_e(sp["index"])}</b> ({_e(sp["level_dbfs"])} dBFS)</p>{face}{voice}'
             f"<p>{_e(sp['wav'])}, {_e(sp['mp4'])}</p></div>"
@@ -123,19 +129,36 @@ def _separate(folder: Path, doc: dict[str, Any]) -> tuple[str, list[tuple[str, s
     return clip, facts, body
 
 
-def _mixture_wav(clip: str, sample_rate: int, duration: float) -> bytes | None:
-    """The clip's soundtrack as a 16-bit wav at the voices' rate, or None when the clip cannot be read."""
-    import soundfile
-
+def _mixture(clip: str, sample_rate: int, duration: float) -> np.ndarray | None:
+    """The clip's soundtrack at the voices' rate, mono, as separated; None when the clip cannot be read."""
     from avlearn.io import MediaError, read_clip
 
     try:
-        audio = read_clip(clip, 0.0, duration, sample_rate=sample_rate, video=False).audio[0]
+        return read_clip(clip, 0.0, duration, sample_rate=sample_rate, video=False).audio[0].numpy()
     except MediaError:
         return None
+
+
+def _wav_uri(samples: np.ndarray, sample_rate: int) -> str:
+    import soundfile
+
     buf = io.BytesIO()
-    soundfile.write(buf, audio.clamp(-1, 1).numpy(), sample_rate, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
+    soundfile.write(buf, np.clip(samples, -1, 1), sample_rate, format="WAV", subtype="PCM_16")
+    return _data_uri(buf.getvalue(), "audio/wav")
+
+
+def _waveform(samples: np.ndarray, width: int = 300, height: int = 44) -> str:
+    """SVG: the envelope of ``samples`` (the peak of each pixel column), on one scale for every voice (full
+    scale fills the height), so a voice that is silent where the others speak shows as flat there."""
+    columns = np.array_split(np.abs(samples), min(width, max(1, len(samples))))
+    peaks = np.array([c.max() for c in columns]).clip(0, 1) * height / 2
+    xs = np.linspace(0, width, len(peaks))
+    top = " ".join(f"{x:.1f},{height / 2 - p:.1f}" for x, p in zip(xs, peaks))
+    bottom = " ".join(f"{x:.1f},{height / 2 + p:.1f}" for x, p in zip(xs[::-1], peaks[::-1]))
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="waveform"><polygon points="{top} {bottom}" fill="#1f77b4"/></svg>'
+    )
 
 
 # -- localize ------------------------------------------------------------------------------------------------
