@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avlearn import progress
 from avlearn.data.cache import decode_clips
 from avlearn.data.manifest import load_annotations, read_manifest
 from avlearn.io import read_clip
@@ -70,7 +71,7 @@ def ground_truth(rows: list[dict]) -> dict[str, torch.Tensor]:
 def method_maps(loc: Localizer, clips) -> torch.Tensor:
     """Raw maps ``(N_clips · 19, h, w)`` at the evaluated frames."""
     out = []
-    for video, audio in zip(clips.video, clips.audio):
+    for video, audio in progress.bar(zip(clips.video, clips.audio), total=len(clips.video), desc=loc.method):
         out.append(loc.frame_maps(video, audio, at=EVAL_FRAMES))
     return torch.cat(out)
 

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from transfer_probe import probe  # benchmarks/ is on sys.path when this script runs
 
+from avlearn import progress
 from avlearn.data.cache import decode_clips
 from avlearn.data.manifest import read_manifest
 from avlearn.data.preview import clip_input, split_windows, window_labels
@@ -55,7 +56,7 @@ def features(net, clips, windows: int):
     """Per video: teacher probabilities (W, C), student image/audio features, embeddings and probabilities, and
     the windows' frames and waveform (the student's inputs: its front-ends are its own)."""
     out = []
-    for v in range(len(clips.rows)):
+    for v in progress.bar(range(len(clips.rows)), desc="features", unit="video"):
         video, audio = split_windows(clips.video[v], clips.audio[v], windows)
         with torch.inference_mode():
             teacher = net.teacher(clip_input(video)).softmax(-1)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avlearn import progress
 from avlearn.audio import STFT
 from avlearn.audio.masks import ideal_ratio_mask
 from avlearn.data import load_annotations
@@ -140,7 +141,7 @@ def mixtures(args, net_vis, net_pit) -> None:
             continue
         table: dict[str, dict[str, list]] = {}
         skipped = 0
-        for i in range(len(ds)):
+        for i in progress.bar(range(len(ds)), desc=f"{num} sources", unit="window"):
             item = ds[i]
             refs, mix, crops = item["sources"][:num], item["mixture"], item["crops"][:num]
             if (refs.pow(2).sum(-1) < 1e-6 * mix.pow(2).sum()).any():  # a source silent in this window

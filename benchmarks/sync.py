@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avlearn import progress
 from avlearn.data.cache import decode_clips
 from avlearn.data.manifest import read_manifest
 from avlearn.data.sync import SyncWindows
@@ -74,7 +75,7 @@ def main() -> None:
         ways["offset head, one pass"] = lambda f, a, m: net.offsets(f, a, m, use_offset_head=True)
     for way, estimate_fn in ways.items():
         errors, t1 = [], time.perf_counter()
-        for i in range(n):
+        for i in progress.bar(range(n), desc=way[:24], unit="clip"):
             audio = delay(clips.audio[i], int(truth[i]) * spf)
             starts = [round(start * fps) for start in (1.0, 1.5, 2.0)]
             frames = torch.stack([clips.video[i, f0 : f0 + num_frames] for f0 in starts])
