@@ -8,7 +8,8 @@ the one file works anywhere (mailed, attached to an issue, opened from a USB sti
 The media go in as the commands write them: H.264/AAC mp4 and 16-bit PCM wav play in every current browser,
 Debian's Chromium included (``tests/test_report.py`` renders each report there and checks that every
 medium decodes). Plots are inline SVG drawn here; the page holds no script. Its size grows with the clip:
-about 3 MB per minute for each separated voice (its wav and its face video, base64 included).
+per minute, base64 included, about 4 MB for each separated voice (its wav and its face video), 2.5 MB for
+the mixture and 2 MB for a heat-map video at 224 px.
 """
 
 from __future__ import annotations
