@@ -15,17 +15,14 @@ Every encoder follows :class:`~avlearn.models.layers.Encoder`:
 Inputs: video ``(B, C, T, H, W)`` float normalized; spectrogram ``(B, 1, F, T)``; tokens ``(B, N, D)``.
 """
 
-# Importing the model files registers their builders.
+# Importing the model files registers their builders (those built on torchvision on first use: registry.DEFERRED).
 from avlearn.models import audio as audio  # isort: skip
 from avlearn.models import av as av
-from avlearn.models import inflate as inflate
 from avlearn.models import localize as localize
-from avlearn.models import nonlocal_block as nonlocal_block
 from avlearn.models import preview as preview
 from avlearn.models import recurrent as recurrent
 from avlearn.models import separation as separation
 from avlearn.models import sync as sync
-from avlearn.models import tv_video as tv_video
 from avlearn.models import two_stream as two_stream
 from avlearn.models import video_cnn as video_cnn
 from avlearn.models import video_transformer as video_transformer

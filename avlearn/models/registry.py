@@ -13,6 +13,7 @@ dict of tensors (the fusion models).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -35,6 +36,15 @@ class ModelInfo:
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
+# Model files built on torchvision, which takes about a second to import (it pulls in torch._dynamo): they
+# register their builders when a name is first looked up that is not registered yet, so an inference command
+# whose model needs none of them starts that much sooner.
+DEFERRED = ("avlearn.models.inflate", "avlearn.models.nonlocal_block", "avlearn.models.tv_video")
+
+
+def _import_deferred() -> None:
+    for module in DEFERRED:
+        importlib.import_module(module)
 
 
 def register_model(
@@ -71,6 +81,7 @@ def register_model(
 def list_models(pattern: str = "*", interface: str | None = None) -> list[str]:
     """Names of the registered models matching a shell-style ``pattern`` (e.g. ``"*_tiny"``) and, if given,
     an ``interface`` (``"encoder"``, ``"separator"``, ...), sorted."""
+    _import_deferred()
     return sorted(
         name
         for name, info in _REGISTRY.items()
@@ -84,6 +95,8 @@ def get_model_info(name: str) -> ModelInfo:
     Raises:
         ValueError: if no model of that name is registered.
     """
+    if name not in _REGISTRY:
+        _import_deferred()
     if name not in _REGISTRY:
         close = [n for n in _REGISTRY if name.split("_")[0] in n][:8]
         hint = f"; similar: {', '.join(close)}" if close else ""
