@@ -51,8 +51,9 @@ def test_sync_offset_of_a_file_and_of_a_decoded_clip(tmp_path):
     assert abs(result.offset_ms - 200) <= result.frame_ms and result.agreement == 1.0
     decoded = avlearn.sync_offset(read_clip(clip, 0.0, 4.0), shift_audio_ms=-120)
     assert abs(decoded.offset_ms + 120) <= decoded.frame_ms
-    saved = json.loads(result.save(tmp_path / "sync").read_text())
+    saved = json.loads(result.save(tmp_path / "sync", report=True).read_text())
     assert saved["offset_ms"] == result.offset_ms and len(saved["windows"]) == len(result.windows)
+    assert "+200" in (tmp_path / "sync" / "report.html").read_text()
 
 
 def test_separate_gives_each_face_its_voice_from_a_file_or_a_decoded_clip(tmp_path):
@@ -100,8 +101,9 @@ def test_recognize_finds_the_chopping_and_when(tmp_path):
     assert result.looked_at == 2 and result.windows == 20
     for start, end in result.top[0]["segments"]:
         assert 5.5 <= (start + end) / 2 <= 7.8 or 11.2 <= (start + end) / 2 <= 13.4
-    doc = json.loads(result.save(tmp_path / "rec").read_text())
+    doc = json.loads(result.save(tmp_path / "rec", report=True).read_text())
     assert doc["input"] == str(avlearn.demo_clip("actions")) and doc["top"] == result.top
+    assert "chop" in (tmp_path / "rec" / "report.html").read_text()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")

@@ -235,12 +235,15 @@ class LocalizeResult:
     checkpoint: str
     peaks: list[FramePeak] = field(default_factory=list, repr=False)
 
-    def save(self, out: str | Path) -> Path:
+    def save(self, out: str | Path, report: bool = False) -> Path:
         """Copies ``heatmap.mp4``, ``grid.png`` and ``peaks.json`` into ``out`` as a whole (never over the clip;
-        an earlier run's results there are replaced, other files kept). Returns ``out``."""
+        an earlier run's results there are replaced, other files kept), and with ``report`` writes
+        ``report.html`` (:mod:`avlearn.report`). Returns ``out``."""
         with staged_output(out, [self.path], OUTPUTS, "localize") as folder:
             for name in OUTPUTS:
                 shutil.copyfile(Path(self.out) / name, Path(folder) / name)
+            if report:
+                write_report("localize", folder)
         return Path(out)
 
 

@@ -87,9 +87,10 @@ class RecognizeResult:
         doc = asdict(self)
         return {"input": doc.pop("path"), **doc}
 
-    def save(self, out: str | Path) -> Path:
-        """Writes ``result.json`` into ``out`` (:func:`write_result`). Returns its path."""
-        return write_result(self.to_dict(), out)
+    def save(self, out: str | Path, report: bool = False) -> Path:
+        """Writes ``result.json`` into ``out`` (:func:`write_result`), and with ``report`` ``report.html``.
+        Returns the ``result.json`` path."""
+        return write_result(self.to_dict(), out, report)
 
 
 def load_recognizer(
@@ -294,12 +295,14 @@ def _summary(
     return top_classes, moments
 
 
-def write_result(result: dict[str, Any], out: str | Path) -> Path:
+def write_result(result: dict[str, Any], out: str | Path, report: bool = False) -> Path:
     """Writes ``result.json`` into ``out`` as a whole (never over the input; an earlier run's results there
-    are replaced, other files kept: :func:`avlearn.io.staged_output`)."""
+    are replaced, other files kept: :func:`avlearn.io.staged_output`), and with ``report`` ``report.html``."""
     with staged_output(out, [result["input"]], ("result.json",), "recognize") as folder:
         with atomic_path(Path(folder) / "result.json", [result["input"]]) as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")
+        if report:
+            write_report("recognize", folder)
     return Path(out) / "result.json"
 
 

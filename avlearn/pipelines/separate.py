@@ -83,10 +83,10 @@ class SeparationResult:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
-    def save(self, out: str | Path) -> Path:
+    def save(self, out: str | Path, report: bool = False) -> Path:
         """Writes ``speaker_<k>.wav``, ``speaker_<k>.mp4`` and ``result.json`` into ``out`` (:func:`write_result`:
-        as a whole, never over the clip). Returns the ``result.json`` path."""
-        return write_result(self, out)
+        as a whole, never over the clip), and with ``report`` ``report.html``. Returns the ``result.json`` path."""
+        return write_result(self, out, report)
 
 
 def load_separator(
@@ -332,8 +332,9 @@ def _speaker_boxes(track: FaceTrack) -> np.ndarray:
     return np.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], axis=1)
 
 
-def write_result(result: SeparationResult, out_dir: str | Path) -> Path:
-    """Writes ``speaker_<k>.wav``, ``speaker_<k>.mp4`` and ``result.json`` into ``out_dir`` as a whole.
+def write_result(result: SeparationResult, out_dir: str | Path, report: bool = False) -> Path:
+    """Writes ``speaker_<k>.wav``, ``speaker_<k>.mp4`` and ``result.json`` into ``out_dir`` as a whole, and
+    with ``report`` ``report.html`` (:mod:`avlearn.report`).
 
     The folder then holds this result only (an earlier run's results there are replaced; other files are
     kept), and a failed write leaves it as it was (:func:`avlearn.io.staged_output`). Returns the
@@ -341,6 +342,8 @@ def write_result(result: SeparationResult, out_dir: str | Path) -> Path:
     """
     with staged_output(out_dir, [result.path], OUTPUTS, "separate") as tmp:
         _write_files(result, tmp)
+        if report:
+            write_report("separate", tmp)
     return Path(out_dir) / "result.json"
 
 

@@ -56,12 +56,15 @@ class OffsetResult:
     checkpoint: str
     agreement: float = 1.0
 
-    def save(self, out: str | Path) -> Path:
+    def save(self, out: str | Path, report: bool = False) -> Path:
         """Writes ``result.json`` (what ``avlearn sync-offset --json`` prints) into ``out``, atomically and never
-        over the clip; an earlier ``result.json`` there is replaced, other files are kept. Returns its path."""
+        over the clip; an earlier ``result.json`` there is replaced, other files are kept. ``report``: also
+        ``report.html`` (:mod:`avlearn.report`). Returns the ``result.json`` path."""
         with staged_output(out, [self.path], ("result.json",), "sync-offset") as folder:
             with atomic_path(Path(folder) / "result.json", [self.path]) as tmp:
                 tmp.write_text(json.dumps(asdict(self), indent=1) + "\n")
+            if report:
+                write_report("sync-offset", folder)
         return Path(out) / "result.json"
 
 
