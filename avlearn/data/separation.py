@@ -165,7 +165,7 @@ def index_tracks(
         raise ValueError("index_tracks: no clips to read")
     speakers = any(r.get("world") == "speakers" or not r.get("annotations") for r in present)
     crop_size = MOUTH_SIZE if speakers else OBJECT_SIZE
-    settings = {"fps": fps, "crop": crop_size, "version": 2}
+    settings = {"fps": fps, "crop": crop_size, "version": 3}  # 3: face tracks from BlazeFace, not the Haar cascade
     cache = Path(cache_dir) / f"track-index-{_key(present, settings)}.json" if cache_dir else None
     if cache is not None and cache.is_file():
         saved = json.loads(cache.read_text())

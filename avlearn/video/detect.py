@@ -94,26 +94,27 @@ class FaceDetector:
             self.models.append(full)
 
     def detect(self, frame: np.ndarray) -> Detections:
-        boxes, scores, points, rank = [], [], [], []
+        boxes, scores, points = [], [], []
         small = _SMALL_FACE * max(frame.shape[:2])
         for model in self.models:
             d = model(frame)
-            boxes.append(_to_haar(d.boxes, model.range))
-            scores.append(d.scores)
-            points.append(d.keypoints)
-            # a small face: the full-range model's box first (the short-range model sees it at a few pixels
-            # and may box a whole head and shoulders around it)
-            rank.append(d.scores + ((model.range == "full") & (boxes[-1][:, 2] - boxes[-1][:, 0] < small)))
+            b = _to_haar(d.boxes, model.range)
+            # the short-range model sees a small face at a few pixels and boxes a head and shoulders around it
+            # (or nothing): small faces are the full-range model's, when it runs
+            keep = (b[:, 2] - b[:, 0] >= small) if model.range == "short" and len(self.models) > 1 else slice(None)
+            boxes.append(b[keep])
+            scores.append(d.scores[keep])
+            points.append(d.keypoints[keep])
         boxes, scores, points = np.concatenate(boxes), np.concatenate(scores), np.concatenate(points)
-        keep: list[int] = []
-        for i in np.argsort(-np.concatenate(rank)):
-            if not keep or (
-                box_iou(boxes[i], boxes[keep]).max() < 0.3
-                and _overlap_of_smaller(boxes[i], boxes[keep]).max() < _MERGE_OVERLAP
+        kept: list[int] = []
+        for i in np.argsort(-scores):
+            if not kept or (
+                box_iou(boxes[i], boxes[kept]).max() < 0.3
+                and _overlap_of_smaller(boxes[i], boxes[kept]).max() < _MERGE_OVERLAP
             ):
-                keep.append(int(i))
-        keep.sort(key=lambda i: float(boxes[i, 0]))
-        return Detections(boxes[keep].reshape(-1, 4), scores[keep], points[keep].reshape(-1, 6, 2))
+                kept.append(int(i))
+        kept.sort(key=lambda i: float(boxes[i, 0]))
+        return Detections(boxes[kept].reshape(-1, 4), scores[kept], points[kept].reshape(-1, 6, 2))
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         return self.detect(frame).boxes

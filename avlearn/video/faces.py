@@ -101,7 +101,7 @@ def link_tracks(
         free = list(range(len(boxes)))
         # greedy linking, best overlaps first
         pairs = sorted(
-            ((iou(tr._points[-1][1], boxes[i]), k, i) for k, tr in enumerate(tracks) for i in free),
+            ((_link_score(tr._points[-1][1], boxes[i], link_iou), k, i) for k, tr in enumerate(tracks) for i in free),
             reverse=True,
         )
         used_tracks: set[int] = set()
@@ -126,6 +126,19 @@ def link_tracks(
         kept.append(tr)
     kept.sort(key=lambda tr: float(tr.boxes[:, 0].mean() + tr.boxes[:, 2].mean()))
     return kept
+
+
+def _link_score(last: np.ndarray, box: np.ndarray, link_iou: float) -> float:
+    """How well ``box`` continues a track whose last box is ``last``: their IoU, or ``link_iou`` (just enough)
+    for a box of about the same size whose centre moved less than 3/4 of its width (a head turning or leaning
+    in 200 ms moves its box off the old one, and a face must not become two tracks for it)."""
+    score = iou(last, box)
+    if score >= link_iou:
+        return score
+    w_last, w_box = last[2] - last[0], box[2] - box[0]
+    shift = np.hypot((last[0] + last[2] - box[0] - box[2]) / 2, (last[1] + last[3] - box[1] - box[3]) / 2)
+    same_size = max(w_last, w_box) <= 1.5 * min(w_last, w_box)
+    return link_iou if same_size and shift < 0.75 * min(w_last, w_box) else score
 
 
 def mouth_boxes(face_boxes: np.ndarray) -> np.ndarray:

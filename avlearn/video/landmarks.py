@@ -2,8 +2,8 @@
 
 Why these models: of the face front-ends that run here without a download (``docs/faces.md`` has the
 figures), BlazeFace finds turned, small and dim faces that OpenCV's Haar cascade misses and invents no face
-in the real clips, and FaceMesh gives 468 points per face with the inner and outer lip contours, about
-10 ms per face on one core. The three ``.tflite`` files (Apache-2.0, from the ``mediapipe`` 0.10.21 wheel)
+in the real clips, and FaceMesh gives 468 points per face with the inner and outer lip contours, a few ms
+per face on one core. The three ``.tflite`` files (Apache-2.0, from the ``mediapipe`` 0.10.21 wheel)
 ship in ``assets/models``; they run with the ``ai-edge-litert`` runtime when it is installed, else with
 OpenCV's DNN module (same outputs to 1e-4, several times slower for FaceMesh; the sparse full-range detector
 needs LiteRT, so OpenCV alone falls back to the short-range one).
