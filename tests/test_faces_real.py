@@ -179,3 +179,16 @@ def test_opencv_runs_facemesh_with_the_same_numbers_as_litert():
     roi = roi_from_points(d.keypoints[0, 0], d.keypoints[0, 1], d.boxes[0])
     (p1, s1), (p2, s2) = FaceMesh("litert")(video[0], roi), FaceMesh("opencv")(video[0], roi)
     assert np.abs(p1 - p2).max() < 0.01 and abs(s1 - s2) < 1e-3
+
+
+@needs_real
+def test_the_manifests_and_face_annotations_are_written(tmp_path):
+    from avlearn.data.manifest import read_manifest
+    from avlearn.data.real import face_annotations, main
+
+    assert main(["--shared", str(SHARED), "--out", str(tmp_path)]) == 0
+    rows = [r for split in SPLITS for r in read_manifest(tmp_path / f"{split}.jsonl")]
+    assert len(rows) == len(people_table()) and {r["split"] for r in rows} == set(SPLITS)
+    a = face_annotations(REAL_AV / "smeetrs+deep_avsr/audio_only/demo/00006.mp4")  # 0.9 s, 160x160
+    assert a["boxes"].shape[1] == 1 and a["points"].shape[1:] == (1, 468, 2) and a["lips"].shape[1:] == (1, 4)
+    assert np.isfinite(a["points"]).all() and 0 < a["points"].min() and a["points"].max() < 160

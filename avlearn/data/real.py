@@ -15,6 +15,11 @@ fractions of its people rounded (at least one each when the group has three peop
 gives one to test), the rest train, so each split has GRID, VoxCeleb2-style, LRS2 and long talking heads.
 
     python -m avlearn.data.real --shared ../shared --out data/real   # data/real/{train,val,test}.jsonl
+    python -m avlearn.data.real --shared ../shared --out data/real --annotate   # + faces and lips per frame
+
+``--annotate`` runs the face front-end once over every clip (:func:`face_annotations`) and stores what it
+found in ``OUT/annotations/*.npz`` (each row's ``annotations``), so training reads tracks and lip landmarks
+instead of detecting them again.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import random
 from pathlib import Path
 from typing import Any
 
-from avlearn.data.manifest import write_manifest
+import numpy as np
+
+from avlearn.data.manifest import save_annotations, write_manifest
 
 PEOPLE_FILE = Path(__file__).with_name("real_people.tsv")
 SPLITS = ("train", "val", "test")
@@ -141,13 +148,52 @@ def real_manifest(shared: str | Path = DEFAULT_SHARED, seed: int = 0) -> list[di
     return rows
 
 
+def face_annotations(path: str | Path, fps: float = 25.0, max_short_side: int = 360) -> dict[str, np.ndarray]:
+    """Faces and lips of every frame of a clip (at ``fps``), in the clip's own pixels, for ``save_annotations``.
+
+    The clip is read as ``avlearn separate`` reads it (short side at most ``max_short_side``) and goes through
+    :func:`avlearn.video.faces.track_faces` and :func:`avlearn.video.faces.track_landmarks`. Arrays, ``K``
+    tracks left to right: ``boxes (T, K, 4)`` face boxes, ``points (T, K, 468, 2)`` FaceMesh points (float16,
+    NaN where not found), ``presence (T, K)``, ``lips (T, K, 4)`` :func:`avlearn.video.landmarks.lip_features`,
+    ``fps``.
+    """
+    from avlearn.io import probe, read_clip
+    from avlearn.video.faces import track_faces, track_landmarks
+    from avlearn.video.landmarks import lip_features
+
+    info = probe(path)
+    short = min(info.video.display_size)
+    size = max_short_side if short > max_short_side else None
+    clip = read_clip(path, 0.0, info.duration, fps=fps, size=size, audio=False)
+    video = clip.video[:, : clip.video_end].permute(1, 2, 3, 0).numpy()
+    scale = short / max_short_side if size else 1.0
+    tracks = [track_landmarks(video, tr) for tr in track_faces(video, fps)]
+    t, k = len(video), len(tracks)
+    return {
+        "boxes": np.stack([tr.boxes * scale for tr in tracks], 1) if k else np.zeros((t, 0, 4), np.float32),
+        "points": (np.stack([tr.points for tr in tracks], 1) * scale if k else np.zeros((t, 0, 468, 2))).astype(
+            np.float16
+        ),
+        "presence": np.stack([tr.presence for tr in tracks], 1) if k else np.zeros((t, 0), np.float32),
+        "lips": np.stack([lip_features(tr.points) for tr in tracks], 1) if k else np.zeros((t, 0, 4), np.float32),
+        "fps": np.array(fps),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Manifests of the shared real clips, split by person.")
     parser.add_argument("--shared", default=str(DEFAULT_SHARED), help="the folder holding real-av/ and real/")
     parser.add_argument("--out", required=True, help="folder for train.jsonl, val.jsonl, test.jsonl")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--annotate", action="store_true", help="store faces and lip landmarks per frame too")
     args = parser.parse_args(argv)
     rows = real_manifest(args.shared, args.seed)
+    if args.annotate:
+        for row in rows:
+            name = row["id"].replace("/", "+").rsplit(".", 1)[0] + ".npz"
+            row["annotations"] = str(
+                save_annotations(Path(args.out) / "annotations" / name, face_annotations(row["path"]))
+            )
     for split in SPLITS:
         part = [r for r in rows if r["split"] == split]
         write_manifest(Path(args.out) / f"{split}.jsonl", part)
