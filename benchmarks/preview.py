@@ -41,7 +41,6 @@ from avlearn.data.preview import clip_input, split_windows, window_labels
 from avlearn.models.summary import count_macs
 from avlearn.pipelines.recognize import load_recognizer, recognize, stft_macs
 
-KS = (1, 2, 3, 5, 8)
 LABELS = {
     "uniform clips": "uniform {k} clips (teacher)",
     "random clips": "random {k} clips (teacher)",
@@ -78,8 +77,10 @@ def main() -> None:
     parser.add_argument("--test", default="data/actions20/test.jsonl")
     parser.add_argument("--steps", type=int, default=None, help="K of the table (default: the checkpoint's)")
     parser.add_argument("--figure", default=None, help="accuracy-vs-GMACs PNG")
+    parser.add_argument("--ks", default="1,2,3,5,8", help="comma-separated K of the curves (default 1,2,3,5,8)")
     parser.add_argument("--timing-videos", type=int, default=10, help="0: no wall-clock measurement")
     args = parser.parse_args()
+    ks = tuple(int(k) for k in args.ks.split(","))
     torch.set_num_threads(2)
 
     net, pre = load_recognizer(args.checkpoint)
@@ -127,7 +128,7 @@ def main() -> None:
         return ((torch.arange(k) + 0.5) * windows / k).long()
 
     rng = np.random.default_rng(0)
-    draws = [[torch.from_numpy(rng.choice(windows, k, replace=False)) for _ in feats] for k in KS for _ in range(5)]
+    draws = [[torch.from_numpy(rng.choice(windows, k, replace=False)) for _ in feats] for k in ks for _ in range(5)]
     rows: dict[str, dict] = {}
 
     def add(name: str, k, accuracy: float, macs: float) -> None:
@@ -139,7 +140,7 @@ def main() -> None:
     curves: dict[str, list[tuple[float, float]]] = {"skimming": [], "skimming + teacher": [], "uniform clips": [],
                                                     "random clips": [], "student uniform": [],
                                                     "student random": []}  # fmt: skip
-    for i, k in enumerate(KS):
+    for i, k in enumerate(ks):
         random_draws = draws[5 * i : 5 * i + 5]
         u = uniform(k)
         results = {
@@ -193,7 +194,7 @@ def main() -> None:
     print("\n| method | K | accuracy | GMACs / video | vs. dense |\n|---|---:|---:|---:|---:|")
     for name, r in rows.items():
         print(f"| {name} | {r['k']} | {r['acc']:.3f} | {r['gmacs']:.3f} | {r['gmacs'] / dense['gmacs']:.3f} |")
-    print("\ncurves (GMACs, accuracy) for K =", KS)
+    print("\ncurves (GMACs, accuracy) for K =", ks)
     for name, pts in curves.items():
         print(f"  {name}: " + ", ".join(f"({m:.2f}, {a:.3f})" for m, a in pts))
 
@@ -218,7 +219,7 @@ def main() -> None:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for name, pts in curves.items():
             m, a = zip(*pts)
-            ax.plot(m, a, "o-", label=f"{name} (K = {', '.join(map(str, KS))})")
+            ax.plot(m, a, "o-", label=f"{name} (K = {', '.join(map(str, ks))})")
         for name in ("dense (teacher, every window)", "student, every window", "audio only (every window)",
                      "centre frame only"):  # fmt: skip
             ax.plot(rows[name]["gmacs"], rows[name]["acc"], "s", markersize=8, label=name)
