@@ -90,14 +90,16 @@ def test_a_whole_run_freeze_takes_no_gradient_in_the_encoders(sync_checkpoint, b
     assert not any(g["backbone"] for g in task.trainer.optimizers[0].param_groups)
 
 
-def test_the_localizer_takes_the_first_layers_of_the_video_encoder(sync_checkpoint):
+@pytest.mark.parametrize("layers", [2, 3])
+def test_the_localizer_takes_the_first_layers_of_the_video_encoder(sync_checkpoint, layers):
     path, sync = sync_checkpoint
-    loc = create_model("avloc_sync_tiny")
+    loc = create_model("avloc_sync_tiny", video_layers=layers)
     load_backbone(loc, path)
     video = sync.encoders["video"].state_dict()
     for key, value in loc.backbone["video"].state_dict().items():
         assert torch.equal(value, video[key]), key
-    assert not any(k.startswith("features.3.") for k in loc.backbone["video"].state_dict())
+    assert not any(k.startswith(f"features.{layers}.") for k in loc.backbone["video"].state_dict())
     frames, audio = torch.randint(0, 255, (2, 8, 32, 32, 3), dtype=torch.uint8), torch.randn(2, 8 * 640)
     v, a = loc.embed(frames, audio)
-    assert v.shape == (2, 8, 8, 4, 4) and a.shape == (2, 8, 8)  # (B, D, T, h, w): stride 8
+    side = 32 // 2**layers
+    assert v.shape == (2, 8, 8, side, side) and a.shape == (2, 8, 8)  # (B, D, T, h, w)

@@ -129,26 +129,33 @@ class AVLocalizer(Encoder):
 
 
 class SyncLocalizer(AVLocalizer):
-    """:class:`AVLocalizer` on the sync encoders: the first three layers of ``avsync_video`` (stride 8, an 8x8
-    map of 64 px frames; the fourth layer would leave 4x4) and all of ``avsync_audio``, each followed by a new
-    1x1 projection to the embedding. ``backbone`` names the parts a sync checkpoint fills (``init_from``).
+    """:class:`AVLocalizer` on the sync encoders: the first ``video_layers`` layers of ``avsync_video`` and all of
+    ``avsync_audio``, each followed by new layers to the embedding. With 2 layers (stride 4, a 16x16 map of
+    64 px frames) the new part is the third layer of :func:`avloc` (3x3x3, stride 1) and its 1x1 projection, so
+    ``avloc_sync`` is ``avloc`` with its first two layers and its audio CNN from the sync model; with 3 the map
+    is 8x8 and only a 1x1 projection is new. ``backbone`` names the parts a sync checkpoint fills (``init_from``).
 
     Args:
         video: ``avsync_video`` arguments, as the sync checkpoint lists them (its front-end: ``fps``, ``size``).
         audio: ``avsync_audio`` arguments (``fps``, ``sample_rate``, ``n_mels``).
         dim: embedding channels per frame.
+        video_layers: layers of the sync video encoder kept (2 or 3).
     """
 
-    def __init__(self, video: dict[str, Any], audio: dict[str, Any], dim: int = 32):
+    def __init__(self, video: dict[str, Any], audio: dict[str, Any], dim: int = 32, video_layers: int = 2):
         Encoder.__init__(self)
+        if video_layers not in (2, 3):
+            raise ValueError(f"video_layers must be 2 or 3, got {video_layers}")
         self.video_encoder = SyncVideoEncoder(**video)
-        self.video_encoder.features = self.video_encoder.features[:3]  # the config still names the full encoder
-        self.video_proj = nn.Conv3d(self.video_encoder.features[-1][0].out_channels, dim, 1)
+        self.video_encoder.features = self.video_encoder.features[:video_layers]  # its config names the whole one
+        width = self.video_encoder.features[-1][0].out_channels
+        new = [_conv3d(width, 2 * width, (3, 3, 3), (1, 1, 1))] if video_layers == 2 else []
+        self.video_proj = nn.Sequential(*new, nn.Conv3d(2 * width if new else width, dim, 1))
         self.audio_encoder = SyncAudioEncoder(**audio)
         self.spec_proj = nn.Conv1d(self.audio_encoder.num_features, dim, 1)
         self.num_features, self.num_classes = dim, 0
         self._head_hidden_size = 2 * dim
-        self.stride = 8
+        self.stride = 2**video_layers
         self.video_front_end = self.video_encoder.front_end
         self.audio_front_end = self.audio_encoder.front_end
 
@@ -157,7 +164,7 @@ class SyncLocalizer(AVLocalizer):
         return {"video": self.video_encoder, "audio": self.audio_encoder}
 
     def video_features(self, video: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, T, H, W)`` normalized frames -> ``(B, D, T, H/8, W/8)``."""
+        """``(B, 3, T, H, W)`` normalized frames -> ``(B, D, T, H/stride, W/stride)``."""
         return self.video_proj(SyncVideoStem.forward_features(self.video_encoder, video))
 
     def audio_features(self, spec: torch.Tensor) -> torch.Tensor:
@@ -292,20 +299,20 @@ SYNC_ENCODERS = {
 
 @register_model(input_size=LOCALIZER_INPUT)
 def avloc_sync(
-    dim: int = 32, video: dict[str, Any] | None = None, audio: dict[str, Any] | None = None
+    dim: int = 32, video_layers: int = 2, video: dict[str, Any] | None = None, audio: dict[str, Any] | None = None
 ) -> SyncLocalizer:
-    """Sound source localizer on the sync encoders (``avsync_video`` first three layers, ``avsync_audio``),
-    time-resolved embeddings of width 32 per frame, cosine maps on an 8x8 grid; starts from a sync checkpoint
+    """Sound source localizer on the sync encoders: ``avloc`` whose first two video layers and audio CNN come
+    from ``avsync_video``/``avsync_audio`` (``video_layers=3``: three, 8x8 maps); starts from a sync checkpoint
     with ``init_from``. ``video``/``audio``: the encoders' arguments, as the sync checkpoint lists them."""
-    return SyncLocalizer(video or SYNC_ENCODERS["video"], audio or SYNC_ENCODERS["audio"], dim)
+    return SyncLocalizer(video or SYNC_ENCODERS["video"], audio or SYNC_ENCODERS["audio"], dim, video_layers)
 
 
 @register_model(input_size={"video": (3, 8, 32, 32), "spec": (1, 32, 32)})
-def avloc_sync_tiny(dim: int = 8) -> SyncLocalizer:
+def avloc_sync_tiny(dim: int = 8, video_layers: int = 2) -> SyncLocalizer:
     """Tiny avloc_sync on the tiny sync encoders, for tests."""
     video = {"fps": 25.0, "size": 32, "widths": [4, 8, 16], "dim": 16, "changes": True}
     audio = {"fps": 25.0, "sample_rate": 16000, "n_mels": 32, "widths": [4, 8, 16], "dim": 16, "changes": True}
-    return SyncLocalizer(video, audio, dim)
+    return SyncLocalizer(video, audio, dim, video_layers)
 
 
 @register_model(input_size={"video": (3, 8, 32, 32), "spec": (1, 32, 32)})
