@@ -1,12 +1,13 @@
 """Face detection: MediaPipe's BlazeFace (short- and full-range) on every frame given, and box overlap.
 
 Why BlazeFace and not OpenCV's Haar cascade (which this module ran before): on the real clips of
-``../shared/real-av`` the cascade finds a second, false face in 10% of sampled frames (GRID, VoxCeleb2-style
-crops: hence a third voice from ``separate`` on two people side by side) and misses turned and dim faces (30%
-of the in-car face tracks), at 45 ms a frame; the two BlazeFace models together find the one face in every
-sampled frame, the three people of the talk show, and no false face, at about 9 ms (``benchmarks/faces.py``,
-``docs/faces.md``). The short-range model finds close-ups (a face filling the frame, where the full-range one
-fails), the full-range model small faces (where the short-range one fails); both run and their boxes merge.
+``../shared/real-av`` the cascade finds a second, false face in 14% of GRID detection frames (tracks for a
+voice too many from ``separate``) and misses turned, dim and small faces (26% of LRS2 detection frames, 18% of
+the in-car face tracks', 64% of the talk show's people), at 19.5 ms a frame; the two BlazeFace models together
+find 99.6% of the people in the detection frames of the 73 real clips and no false track, at 3.5 ms
+(``benchmarks/faces.py``, ``docs/faces.md``). The short-range model finds close-ups (a face filling the frame,
+where the full-range one fails), the full-range model small faces (where the short-range one boxes a head and
+shoulders, so its small boxes are dropped); both run and their boxes merge.
 
 Boxes are reported in the geometry of the Haar cascade's square box (forehead to chin), measured on faces both
 found: the face tracker's mouth region (:data:`avlearn.video.faces.MOUTH_REGION`) and the separation model
