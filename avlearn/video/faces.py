@@ -40,14 +40,16 @@ class FaceTrack:
         boxes: ``(T, 4)`` float ``x0, y0, x1, y1`` in pixels of the frames given, every frame.
         detected: ``(T,)`` bool, frames whose box came from a detection (the rest are interpolated/held).
         hits: how many detection frames found this face.
+        points: ``(T, 468, 2)`` FaceMesh points, NaN where not found (None until :func:`track_landmarks`).
+        presence: ``(T,)`` FaceMesh's face-presence probability (likewise).
     """
 
     boxes: np.ndarray
     detected: np.ndarray
     hits: int = 0
-    _points: list[tuple[int, np.ndarray]] = field(default_factory=list, repr=False)
-    points: np.ndarray | None = None  # (T, 468, 2) FaceMesh points, NaN where not found (track_landmarks)
-    presence: np.ndarray | None = None  # (T,) FaceMesh's face-presence probability
+    _found: list[tuple[int, np.ndarray]] = field(default_factory=list, repr=False)  # (frame, box) detections
+    points: np.ndarray | None = None
+    presence: np.ndarray | None = None
 
 
 def track_faces(
@@ -101,25 +103,25 @@ def link_tracks(
         free = list(range(len(boxes)))
         # greedy linking, best overlaps first
         pairs = sorted(
-            ((_link_score(tr._points[-1][1], boxes[i], link_iou), k, i) for k, tr in enumerate(tracks) for i in free),
+            ((_link_score(tr._found[-1][1], boxes[i], link_iou), k, i) for k, tr in enumerate(tracks) for i in free),
             reverse=True,
         )
         used_tracks: set[int] = set()
         for score, k, i in pairs:
             if score < link_iou or k in used_tracks or i not in free:
                 continue
-            tracks[k]._points.append((t, boxes[i]))
+            tracks[k]._found.append((t, boxes[i]))
             used_tracks.add(k)
             free.remove(i)
         for i in free:
-            tracks.append(FaceTrack(np.zeros((0, 4)), np.zeros(0, bool), _points=[(t, boxes[i])]))
+            tracks.append(FaceTrack(np.zeros((0, 4)), np.zeros(0, bool), _found=[(t, boxes[i])]))
     kept = []
     for tr in tracks:
-        tr.hits = len(tr._points)
+        tr.hits = len(tr._found)
         if tr.hits < max(1, min_hits * len(detections)):
             continue
-        times = np.array([p[0] for p in tr._points], np.float64)
-        pts = np.stack([p[1] for p in tr._points]).astype(np.float64)
+        times = np.array([p[0] for p in tr._found], np.float64)
+        pts = np.stack([p[1] for p in tr._found]).astype(np.float64)
         grid = np.arange(t_total)
         tr.boxes = np.stack([np.interp(grid, times, pts[:, j]) for j in range(4)], axis=1).astype(np.float32)
         tr.detected = np.isin(grid, times.astype(int))
