@@ -34,7 +34,7 @@ from torch import nn
 from avlearn.models.frontend import AudioFrontEnd, VideoFrontEnd
 from avlearn.models.layers import Encoder
 from avlearn.models.registry import register_model
-from avlearn.models.sync import SyncAudioEncoder, SyncSpecStem, SyncVideoEncoder, SyncVideoStem
+from avlearn.models.sync import SyncAudioEncoder, SyncSpecStem, SyncVideoEncoder, SyncVideoStem, encoder_args
 from avlearn.video.transforms import resize_video
 
 _FRAME_BLOCK = 32  # frames normalized and resized together by front_end_inputs
@@ -291,12 +291,6 @@ def avloc(dim: int = 32, **front_end: Any) -> AVLocalizer:
     return AVLocalizer((16, 32, 64), (16, 32, 64), dim, **front_end)
 
 
-SYNC_ENCODERS = {
-    "video": {"fps": 25.0, "size": 64, "widths": [16, 32, 64], "dim": 64, "changes": True},
-    "audio": {"fps": 25.0, "sample_rate": 16000, "n_mels": 64, "widths": [16, 32, 64], "dim": 64, "changes": True},
-}
-
-
 @register_model(input_size=LOCALIZER_INPUT)
 def avloc_sync(
     dim: int = 32, video_layers: int = 2, video: dict[str, Any] | None = None, audio: dict[str, Any] | None = None
@@ -304,15 +298,15 @@ def avloc_sync(
     """Sound source localizer on the sync encoders: ``avloc`` whose first two video layers and audio CNN come
     from ``avsync_video``/``avsync_audio`` (``video_layers=3``: three, 8x8 maps); starts from a sync checkpoint
     with ``init_from``. ``video``/``audio``: the encoders' arguments, as the sync checkpoint lists them."""
-    return SyncLocalizer(video or SYNC_ENCODERS["video"], audio or SYNC_ENCODERS["audio"], dim, video_layers)
+    defaults = encoder_args()
+    return SyncLocalizer(video or defaults["video"], audio or defaults["audio"], dim, video_layers)
 
 
 @register_model(input_size={"video": (3, 8, 32, 32), "spec": (1, 32, 32)})
 def avloc_sync_tiny(dim: int = 8, video_layers: int = 2) -> SyncLocalizer:
     """Tiny avloc_sync on the tiny sync encoders, for tests."""
-    video = {"fps": 25.0, "size": 32, "widths": [4, 8, 16], "dim": 16, "changes": True}
-    audio = {"fps": 25.0, "sample_rate": 16000, "n_mels": 32, "widths": [4, 8, 16], "dim": 16, "changes": True}
-    return SyncLocalizer(video, audio, dim, video_layers)
+    tiny = encoder_args(tiny=True)
+    return SyncLocalizer(tiny["video"], tiny["audio"], dim, video_layers)
 
 
 @register_model(input_size={"video": (3, 8, 32, 32), "spec": (1, 32, 32)})

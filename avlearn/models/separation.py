@@ -28,7 +28,7 @@ from torch import nn
 
 from avlearn.audio import STFT
 from avlearn.models.registry import register_model
-from avlearn.models.sync import SyncAudioEncoder, SyncVideoEncoder, SyncVideoStem
+from avlearn.models.sync import SyncAudioEncoder, SyncVideoEncoder, SyncVideoStem, encoder_args
 
 MASK_BOUND = 5.0
 
@@ -285,12 +285,6 @@ def avsep_unet_tiny(**front_end: Any):
     return MaskUNet((16, 16, 16), visual_dim=8, num_masks=1, mid_layers=1, crop_widths=(4, 4, 4), **front_end)
 
 
-SYNC_ENCODERS = {
-    "video": {"fps": 25.0, "size": 64, "widths": [16, 32, 64], "dim": 64, "changes": True},
-    "audio": {"fps": 25.0, "sample_rate": 16000, "n_mels": 64, "widths": [16, 32, 64], "dim": 64, "changes": True},
-}
-
-
 @register_model(input_size={"mag": (256, 200), "crops": (2, 50, 32, 48, 3), "audio": (32000,)}, interface="separator")
 def avsep_sync(
     widths: tuple[int, int, int] = (384, 448, 512),
@@ -302,17 +296,15 @@ def avsep_sync(
     """Visually guided mask U-Net on the sync encoders (``avsync_video`` on each crop track, ``avsync_audio``
     on the mixture, both joined at the bottleneck): the separator that starts from a sync checkpoint
     (``init_from``). ``video``/``audio``: the encoders' arguments, as the sync checkpoint lists them."""
-    encoders = {"video": video or SYNC_ENCODERS["video"], "audio": audio or SYNC_ENCODERS["audio"]}
+    defaults = encoder_args()
+    encoders = {"video": video or defaults["video"], "audio": audio or defaults["audio"]}
     return MaskUNet(tuple(widths), num_masks=1, mid_layers=mid_layers, sync_encoders=encoders, **front_end)
 
 
 @register_model(input_size={"mag": (256, 200), "crops": (2, 50, 32, 48, 3), "audio": (32000,)}, interface="separator")
 def avsep_sync_tiny(**front_end: Any):
     """Test-sized avsep_sync on the tiny sync encoders (``avsync_video_tiny``/``avsync_audio_tiny``)."""
-    encoders = {
-        "video": {"fps": 25.0, "size": 32, "widths": [4, 8, 16], "dim": 16, "changes": True},
-        "audio": {"fps": 25.0, "sample_rate": 16000, "n_mels": 32, "widths": [4, 8, 16], "dim": 16, "changes": True},
-    }
+    encoders = encoder_args(tiny=True)
     return MaskUNet((16, 16, 16), num_masks=1, mid_layers=1, sync_encoders=encoders, **front_end)
 
 

@@ -293,6 +293,13 @@ def avsync_audio_tiny(**kwargs: Any) -> SyncAudioEncoder:
     return SyncAudioEncoder(**{"n_mels": 32, "widths": (4, 8, 16), "dim": 16, **kwargs})
 
 
+def encoder_args(tiny: bool = False) -> dict[str, dict[str, Any]]:
+    """The arguments of ``avsync_video``/``avsync_audio`` (``_tiny``) as a sync checkpoint lists its components:
+    what a task model built on the sync encoders takes by default, so the checkpoint's encoders fit it."""
+    suffix = "_tiny" if tiny else ""
+    return {m: dict(create_model(f"avsync_{m}{suffix}").config) for m in ("video", "audio")}
+
+
 class SyncModel(AVClassifier):
     """Sync encoders + a fusion module + two heads reading the same fused embedding: ``head`` (one logit: is
     this audio the one that goes with these frames, now?) and ``offset_head`` (``2K+1`` logits over audio
