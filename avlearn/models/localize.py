@@ -156,8 +156,14 @@ class SyncLocalizer(AVLocalizer):
         self.num_features, self.num_classes = dim, 0
         self._head_hidden_size = 2 * dim
         self.stride = 2**video_layers
-        self.video_front_end = self.video_encoder.front_end
-        self.audio_front_end = self.audio_encoder.front_end
+
+    @property
+    def video_front_end(self) -> VideoFrontEnd:  # the encoders' own, not registered twice
+        return self.video_encoder.front_end
+
+    @property
+    def audio_front_end(self) -> AudioFrontEnd:
+        return self.audio_encoder.front_end
 
     @property
     def backbone(self) -> dict[str, nn.Module]:
