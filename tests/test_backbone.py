@@ -75,6 +75,9 @@ def test_freeze_period_keeps_the_encoders_then_they_train(sync_checkpoint, batch
     assert not torch.equal(task.net.head.weight, head)  # the new parts learned meanwhile
     _fit(task, batches, epochs=2)  # a new trainer: epoch 0 is frozen again, epoch 1 trains everything
     assert not _same(task.net.backbone["video"], sync.encoders["video"])
+    stats = [k for k in sync.encoders["video"].state_dict() if "running_" in k]
+    for key in stats:  # the weights fine-tune, the batch norms keep the pretraining's statistics
+        assert torch.equal(task.net.backbone["video"].state_dict()[key], sync.encoders["video"].state_dict()[key])
     groups = task.trainer.optimizers[0].param_groups
     peaks = {g["backbone"]: g["max_lr"] for g in groups}
     assert peaks[True] == pytest.approx(0.5 * peaks[False])

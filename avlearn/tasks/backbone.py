@@ -7,12 +7,14 @@ encoder and arguments). :func:`load_backbone` fills them from the checkpoint's `
 (:func:`~avlearn.models.weights.load_component`); a submodule may use only the first layers of its encoder
 (a localizer keeps a finer map), so the component may hold tensors the submodule lacks, never the reverse.
 
-The freeze period keeps the pretrained parts as loaded for the first ``freeze_epochs`` epochs (their batch
-norms in eval mode, their learning rate 0) while the new parts learn to read them; then they train at
-``backbone_lr_mult`` times the task's learning rate. A freeze period of the whole run is a probe of the
-pretrained features (a light head on frozen encoders); their parameters then need no gradient at all.
-The freeze is a learning rate of 0 rather than ``requires_grad=False`` so that under DDP the set of
-parameters with gradients never changes during a run.
+The freeze period keeps the pretrained parts as loaded for the first ``freeze_epochs`` epochs (their
+learning rate 0) while the new parts learn to read them; then they train at ``backbone_lr_mult`` times the
+task's learning rate. Their batch norms stay in eval mode for the whole run, normalizing with the statistics
+of the sync pretraining while the weights fine-tune (as detection backbones are fine-tuned): the task's
+batches are small and differently composed (crops, mixtures), and the transfer tables of ``docs/backbone.md``
+were measured so. A freeze period of the whole run is a probe of the pretrained features (a light head on
+frozen encoders); their parameters then need no gradient at all. The freeze is a learning rate of 0 rather
+than ``requires_grad=False`` so that under DDP the set of parameters with gradients never changes during a run.
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ def load_backbone(net: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
 
 
 class BackboneFreeze(L.Callback):
-    """Keeps the pretrained modules as loaded during the first ``epochs`` epochs (eval-mode batch norms,
-    learning rate 0 in their optimizer groups); for a whole-run freeze they take no gradient at all."""
+    """Keeps the pretrained modules as loaded during the first ``epochs`` epochs (learning rate 0 in their
+    optimizer groups; for a whole-run freeze no gradient at all), and their batch norms in eval mode
+    throughout (Lightning never calls ``train()`` in a fit; modes are set again at every batch)."""
 
     def __init__(self, modules: list[nn.Module], epochs: int):
         self.modules, self.epochs = modules, epochs
@@ -75,10 +78,10 @@ class BackboneFreeze(L.Callback):
                 m.requires_grad_(not whole_run)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
-        if trainer.current_epoch >= self.epochs:
-            return
         for m in self.modules:
             m.eval()
+        if trainer.current_epoch >= self.epochs:
+            return
         for opt in trainer.optimizers:
             for group in opt.param_groups:
                 if group.get("backbone"):
@@ -101,7 +104,7 @@ class BackboneTask(L.LightningModule):
 
     def configure_callbacks(self) -> list[L.Callback]:
         modules = self.backbone_modules()
-        return [BackboneFreeze(modules, self._freeze_epochs)] if modules and self._freeze_epochs > 0 else []
+        return [BackboneFreeze(modules, self._freeze_epochs)] if modules else []
 
     def optimizer(self, lr: float, weight_decay: float) -> dict:
         """AdamW one-cycle with the pretrained parameters in groups of their own (``backbone_lr_mult``)."""
