@@ -93,7 +93,7 @@ class SyncSoundFeatures(nn.Module):
         self.num_features = self.encoder.num_features
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        f = self.encoder.forward_features(audio).mean(2)  # (N, D, F', T) -> (N, D, T)
+        f = self.encoder.frame_features(audio)  # (N, D, T)
         return f.amax(-1) + f.mean(-1)
 
 

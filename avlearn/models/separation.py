@@ -28,7 +28,7 @@ from torch import nn
 
 from avlearn.audio import STFT
 from avlearn.models.registry import register_model
-from avlearn.models.sync import SyncAudioEncoder, SyncVideoEncoder, SyncVideoStem, encoder_args
+from avlearn.models.sync import SyncAudioEncoder, SyncVideoEncoder, encoder_args
 
 MASK_BOUND = 5.0
 
@@ -91,8 +91,7 @@ class SyncCropEncoder(nn.Module):
         self.num_features = self.encoder.num_features
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        f = SyncVideoStem.forward_features(self.encoder, self.encoder.front_end(crops))  # (B, D, T, h', w')
-        return f.amax(dim=(3, 4)) + f.mean(dim=(3, 4))
+        return self.encoder.frame_features(crops)
 
 
 class SyncMixtureEncoder(nn.Module):
@@ -105,7 +104,7 @@ class SyncMixtureEncoder(nn.Module):
         self.num_features = self.encoder.num_features
 
     def forward(self, audio: torch.Tensor, num_tokens: int) -> torch.Tensor:
-        return self.encoder.forward_features(audio, num_tokens).mean(2)  # (B, D, F', T) -> (B, D, T)
+        return self.encoder.frame_features(audio, num_tokens)
 
 
 class SeparatorFrontEnd(nn.Module):

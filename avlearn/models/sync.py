@@ -79,13 +79,20 @@ class SyncVideoStem(Encoder):
             x = torch.cat([x, diff], dim=1)
         return self.features(x)
 
+    def frame_features(self, x: torch.Tensor) -> torch.Tensor:
+        """One feature per frame, ``(B, D, T)``: each frame's map pooled by maximum plus mean (the strongest
+        local event survives pooling), without the time code."""
+        f = self.forward_features(x)  # (B, D, T, h, w)
+        return f.amax(dim=(3, 4)) + f.mean(dim=(3, 4))
+
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, T, H, W) -> (B, T·h·w, D)`` with time and position encodings added."""
+        if self.frame_tokens:
+            pooled = self.frame_features(x)  # (B, D, T)
+            t, d = pooled.shape[2], pooled.shape[1]
+            return pooled.transpose(1, 2) + sinusoid(torch.arange(t, device=pooled.device), d).to(pooled.dtype)
         f = self.forward_features(x)  # (B, D, T, h, w)
         b, d, t, h, w = f.shape
-        if self.frame_tokens:
-            pooled = f.amax(dim=(3, 4)) + f.mean(dim=(3, 4))  # (B, D, T, h, w) -> (B, D, T)
-            return pooled.transpose(1, 2) + sinusoid(torch.arange(t, device=f.device), d).to(f.dtype)
         pos_t = sinusoid(torch.arange(t, device=f.device), d)  # one step per frame, as the audio tokens
         pos_s = sinusoid(torch.arange(h * w, device=f.device) * 7.0 + 1000.0, d)  # away from the time codes
         pos = (pos_t[:, None, :] + pos_s[None, :, :]).reshape(t * h * w, d)
@@ -251,16 +258,20 @@ class SyncAudioEncoder(SyncSpecStem):
             num_tokens = int(audio.shape[-1] / self.front_end.sample_rate * self.front_end.token_rate + 1e-6)
         return super().forward_features(self.front_end(audio, num_tokens))
 
+    def frame_features(self, audio: torch.Tensor, num_tokens: int | None = None) -> torch.Tensor:
+        """``(B, S)`` -> ``(B, D, num_tokens)``: one feature per video frame (frequency averaged), no time code."""
+        return self.forward_features(audio, num_tokens).mean(2)  # (B, D, F', T) -> (B, D, T)
+
     def forward_tokens(self, audio: torch.Tensor, num_tokens: int | None = None) -> torch.Tensor:
         """``(B, S)`` -> ``(B, num_tokens, D)``, with the time code of the video's tokens."""
-        f = self.forward_features(audio, num_tokens).mean(2)  # (B, D, F', T) -> (B, D, T)
+        f = self.frame_features(audio, num_tokens)
         return f.transpose(1, 2) + sinusoid(torch.arange(f.shape[-1], device=f.device), f.shape[1]).to(f.dtype)
 
     def candidate_tokens(self, audio: torch.Tensor, num_tokens: int, num_candidates: int) -> torch.Tensor:
         """Tokens of ``num_candidates`` audio windows, each starting one token after the last, from one pass of
         the CNN over the audio that spans them all: ``(B, S)`` -> ``(B, num_candidates, num_tokens, D)``. Each
         window carries the time code of a window of its own (tokens ``0..num_tokens-1``), as in training."""
-        f = self.forward_features(audio, num_tokens + num_candidates - 1).mean(2)  # (B, D, F', N) -> (B, D, N)
+        f = self.frame_features(audio, num_tokens + num_candidates - 1)  # (B, D, N)
         windows = f.unfold(-1, num_tokens, 1).permute(0, 2, 3, 1)  # (B, D, C, T) -> (B, C, T, D)
         return windows + sinusoid(torch.arange(num_tokens, device=f.device), f.shape[1]).to(f.dtype)
 
