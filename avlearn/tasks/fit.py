@@ -78,7 +78,7 @@ def check_init_from(model_args: Any, task_name: str | None = None) -> None:
 
 def _task_name(model: Any) -> str | None:
     """``task_name`` of the configured task class (``sync``, ``separation``...), None when it cannot be read."""
-    path = model.get("class_path") if isinstance(model, dict) or hasattr(model, "get") else None
+    path = model.get("class_path") if hasattr(model, "get") else None
     if not path or "." not in str(path):
         return None
     module, name = str(path).rsplit(".", 1)
