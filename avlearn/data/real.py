@@ -112,7 +112,7 @@ def real_manifest(shared: str | Path = DEFAULT_SHARED, seed: int = 0) -> list[di
     """
     from avlearn.io import probe
 
-    shared = Path(shared)
+    shared = Path(shared).resolve()  # the manifest stores paths relative to itself, not to where this ran
     if not (shared / "real-av").is_dir() and not (shared / "real" / "video").is_dir():
         raise FileNotFoundError(f"{shared}: no real-av/ or real/video/ folder there (the shared real clips)")
     info = _real_av_info(shared) if (shared / "real-av" / "MANIFEST.tsv").is_file() else {}
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             name = row["id"].replace("/", "+").rsplit(".", 1)[0] + ".npz"
             row["annotations"] = str(
-                save_annotations(Path(args.out) / "annotations" / name, face_annotations(row["path"]))
+                save_annotations(Path(args.out).resolve() / "annotations" / name, face_annotations(row["path"]))
             )
     for split in SPLITS:
         part = [r for r in rows if r["split"] == split]

@@ -109,3 +109,25 @@ class SyncWindows(torch.utils.data.Dataset):
             "offset": torch.tensor(offset),
             "index": torch.tensor(clip),
         }
+
+
+class AugmentedWindows(SyncWindows):
+    """:class:`SyncWindows` whose training windows are varied the same way in picture and sound: the picture
+    flipped left-right half the time, its brightness and contrast scaled (x0.7-1.3, +-20 levels), every audio
+    window scaled by one gain (-10..+6 dB). Drawn from the item's key, so a resumed run sees the same windows.
+    With a few minutes of real faces, these are the differences between people and rooms a model must not
+    learn from."""
+
+    def __getitem__(self, key: int | Draw) -> dict[str, torch.Tensor]:
+        item = super().__getitem__(key)
+        index, epoch, _ = draw_key(key)
+        rng = np.random.default_rng([self.seed, epoch, index, 2])
+        video = item["video"].float()
+        if rng.random() < 0.5:
+            video = video.flip(2)  # (T, H, W, 3): W
+        video = (video - 128.0) * rng.uniform(0.7, 1.3) + 128.0 + rng.uniform(-20.0, 20.0)
+        item["video"] = video.round().clamp(0, 255).to(torch.uint8)
+        gain = float(10 ** (rng.uniform(-10.0, 6.0) / 20))
+        for name in ("audio", "shifted", "offset_audio"):
+            item[name] = item[name] * gain
+        return item

@@ -198,6 +198,8 @@ class SyncVideoEncoder(SyncVideoStem):
         fps: frame rate it takes (the pipelines decode at it).
         size: frame side in pixels.
         widths, dim, changes: see :class:`SyncVideoStem`.
+        crop: what the frames show: ``"frame"`` the whole picture, ``"mouth"`` a face's aligned mouth crops
+            (:func:`avlearn.video.faces.aligned_mouths`, ``size`` square); the pipelines cut what it says.
     """
 
     def __init__(
@@ -207,9 +209,15 @@ class SyncVideoEncoder(SyncVideoStem):
         widths: tuple[int, int, int] = (16, 32, 64),
         dim: int = 64,
         changes: bool = True,
+        crop: str = "frame",
     ):
         super().__init__(tuple(widths), dim, frame_tokens=True, changes=changes)
+        if crop not in ("frame", "mouth"):
+            raise ValueError(f"crop must be 'frame' or 'mouth', got {crop!r}")
         self.config = {"fps": fps, "size": size, "widths": list(widths), "dim": dim, "changes": changes}
+        if crop != "frame":  # checkpoints from before crops existed keep their exact arguments
+            self.config["crop"] = crop
+        self.crop = crop
         self.front_end = VideoFrontEnd(fps, size)
 
     def forward_features(self, frames: torch.Tensor) -> torch.Tensor:
@@ -217,7 +225,7 @@ class SyncVideoEncoder(SyncVideoStem):
 
     @property
     def preprocessing(self) -> dict[str, Any]:
-        return self.front_end.preprocessing
+        return {**self.front_end.preprocessing, "crop": self.crop}
 
 
 class SyncAudioEncoder(SyncSpecStem):
@@ -436,8 +444,11 @@ def _sync_model(
     sample_rate: int,
     n_mels: int,
     max_offset_frames: int,
+    crop: str = "frame",
 ) -> SyncModel:
     video = ("avsync_video", {"fps": fps, "size": size, "widths": list(widths), "dim": width, "changes": changes})
+    if crop != "frame":
+        video[1]["crop"] = crop
     audio = (
         "avsync_audio",
         {
@@ -468,11 +479,12 @@ def avsync_mbt(
     size: int = 64,
     sample_rate: int = 16000,
     n_mels: int = 64,
+    crop: str = "frame",
 ) -> SyncModel:
     """Sync model (the default): CNN encoders, 4 MBT layers with a time-aligned bottleneck per frame, 2 heads.
 
     D=64, fused from the first layer, sync and offset heads; ``frames_per_bottleneck=0, num_bottlenecks=4`` is
-    the paper's global MBT."""
+    the paper's global MBT. ``crop="mouth"``: the video encoder takes a face's aligned mouth crops (real faces)."""
     fusion = MBT(
         ("video", "audio"),
         64,
@@ -483,7 +495,7 @@ def avsync_mbt(
         frames_per_bottleneck=frames_per_bottleneck,
         shuffle_windows=shuffle_windows,
     )
-    return _sync_model(fusion, 64, (16, 32, 64), changes, fps, size, sample_rate, n_mels, max_offset_frames)
+    return _sync_model(fusion, 64, (16, 32, 64), changes, fps, size, sample_rate, n_mels, max_offset_frames, crop)
 
 
 @register_model(input_size=SYNC_INPUT_TINY)
@@ -498,6 +510,7 @@ def avsync_mbt_tiny(
     size: int = 32,
     sample_rate: int = 16000,
     n_mels: int = 32,
+    crop: str = "frame",
 ) -> SyncModel:
     """Tiny time-aligned MBT sync model for tests: D=16, 2 layers."""
     fusion = MBT(
@@ -510,7 +523,7 @@ def avsync_mbt_tiny(
         frames_per_bottleneck=frames_per_bottleneck,
         shuffle_windows=shuffle_windows,
     )
-    return _sync_model(fusion, 16, (4, 8, 16), changes, fps, size, sample_rate, n_mels, max_offset_frames)
+    return _sync_model(fusion, 16, (4, 8, 16), changes, fps, size, sample_rate, n_mels, max_offset_frames, crop)
 
 
 @register_model(input_size=SYNC_INPUT)
@@ -521,12 +534,13 @@ def avsync_tconv(
     size: int = 64,
     sample_rate: int = 16000,
     n_mels: int = 64,
+    crop: str = "frame",
 ) -> SyncModel:
     """Sync model with early fusion in time: per-frame tokens concatenated, 3 1D convs, max over time (no MBT).
 
     Owens & Efros-style fusion, the same encoders as ``avsync_mbt``."""
     fusion = TemporalConvFusion(("video", "audio"), 64)
-    return _sync_model(fusion, 64, (16, 32, 64), changes, fps, size, sample_rate, n_mels, max_offset_frames)
+    return _sync_model(fusion, 64, (16, 32, 64), changes, fps, size, sample_rate, n_mels, max_offset_frames, crop)
 
 
 @register_model(input_size=SYNC_INPUT_TINY)

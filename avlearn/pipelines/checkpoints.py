@@ -25,6 +25,7 @@ from avlearn.models.weights import CheckpointError, load_weights
 # task -> the shipped checkpoint a command uses by default
 DEFAULTS = {
     "sync": "sync_speakers",  # avlearn sync-offset
+    "sync_frames": "sync_speakers",  # avlearn sync-offset on a scene without faces (reads the whole picture)
     "separation": "separate_speakers",  # avlearn separate
     "localize": "localize_instruments",  # avlearn localize
     "preview": "preview_actions",  # avlearn recognize

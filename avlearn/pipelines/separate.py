@@ -166,7 +166,7 @@ def separate_clip(
     scale = short / MAX_SHORT_SIDE if size else 1.0
     sound = read_clip(path, 0.0, info.duration, sample_rate=sr, video=False)  # the whole mixture: small
     detector = FaceDetector() if boxes is None else None
-    n_video, detections, t_detect = _scan_video(path, info.duration, fps, size, detector)
+    n_video, detections, t_detect = scan_video(path, info.duration, fps, size, detector)
     valid_s = min(info.duration, n_video / fps, sound.audio_end / sr)  # ends: the sound may start late
     n_valid = max(1, round(valid_s * fps))
     audio = sound.audio[0, : round(n_valid / fps * sr)]
@@ -199,7 +199,7 @@ def _check_clip(path: str | Path, info, sample_rate: int) -> list[str]:
     return []
 
 
-def _scan_video(
+def scan_video(
     path: str | Path, duration: float, fps: float, size: int | None, detector: FaceDetector | None
 ) -> tuple[int, list[tuple[int, np.ndarray]], float]:
     """Pass 1 over the frames: ``(frames backed by video, face detections, seconds spent detecting)``.
@@ -210,7 +210,7 @@ def _scan_video(
     step = detection_step(fps)
     detections: list[tuple[int, np.ndarray]] = []
     n_video, t_detect = 0, 0.0
-    for f0, frames in _frame_chunks(path, 0, max(1, round(duration * fps)), fps, size, desc="finding faces"):
+    for f0, frames in frame_chunks(path, 0, max(1, round(duration * fps)), fps, size, desc="finding faces"):
         if frames is None:
             break  # the video ended early: no later frame is valid
         n_video += len(frames)
@@ -294,7 +294,7 @@ def _crop_windows(
         chunk = starts[i : i + batch_size]
         crops, lo = crops[:, chunk[0] - lo :], chunk[0]
         need = min(chunk[-1] + win_f, n_valid)
-        for f0, frames in _frame_chunks(path, lo + crops.shape[1], need, fps, size):
+        for f0, frames in frame_chunks(path, lo + crops.shape[1], need, fps, size):
             if frames is None:
                 raise TruncatedMediaError(path, f"frames near {f0 / fps:.3f}s could no longer be decoded")
             new = torch.stack([crop_boxes(frames, m[f0 : f0 + len(frames)], crop_size) for m in mouths])
@@ -304,7 +304,7 @@ def _crop_windows(
         yield chunk, torch.stack([crops[:, f - lo : f - lo + win_f] for f in chunk])
 
 
-def _frame_chunks(path: str | Path, start: int, stop: int, fps: float, size: int | None, desc: str | None = None):
+def frame_chunks(path: str | Path, start: int, stop: int, fps: float, size: int | None, desc: str | None = None):
     """Yields ``(first frame index, (T, H, W, 3) uint8 frames)`` of frames ``start..stop`` at ``fps``, read
     ``READ_CHUNK_S`` seconds at a time (:func:`avlearn.io.read_frames`: a late-starting picture is preceded by
     black frames); the frames end with the video (``(index, None)`` if it ends before ``stop``). A pass over
@@ -368,7 +368,7 @@ def _write_files(result: SeparationResult, out_dir: str | Path) -> Path:
             )
             for k in range(len(result.tracks))
         ]
-        chunks = _frame_chunks(result.path, 0, result.num_frames, result.fps, result.read_size, "writing videos")
+        chunks = frame_chunks(result.path, 0, result.num_frames, result.fps, result.read_size, "writing videos")
         for f0, frames in chunks:
             if frames is None:
                 raise TruncatedMediaError(result.path, f"frames near {f0 / result.fps:.3f}s could no longer be decoded")

@@ -16,9 +16,11 @@ import argparse
 import json
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from avlearn import progress
@@ -26,9 +28,12 @@ from avlearn.io import ClipRangeError, MissingStreamError, probe, read_clip, rea
 from avlearn.io.outdir import staged_output
 from avlearn.io.write import atomic_path
 from avlearn.pipelines.checkpoints import add_device_argument, autocast, default_checkpoint, load_model, resolve_device
+from avlearn.pipelines.mouths import clip_mouths
+from avlearn.pipelines.separate import NoFaceError
 from avlearn.report import REPORT, write_report
 
 DEFAULT_CHECKPOINT = default_checkpoint("sync")
+FRAME_CHECKPOINT = default_checkpoint("sync_frames")  # reads the whole picture: scenes without faces
 MIN_AGREEMENT = 0.5  # fewer windows than this agreeing with the clip's estimate get a warning
 
 
@@ -46,7 +51,10 @@ class OffsetResult:
     """How far a clip's audio is out of sync: ``offset_ms`` (positive: the audio lags the picture), its
     ``confidence`` (posterior probability), ``frame_ms`` (the resolution: one video frame), the ``windows``'
     own estimates, and ``agreement``, the share of windows within a frame of ``offset_ms`` (low: the offset
-    may lie outside the range searched, or the picture may not show the sound's source)."""
+    may lie outside the range searched, or the picture may not show the sound's source). With a model that
+    reads mouths every face is scored: ``faces`` holds each face's own estimate (``face`` index left to right,
+    median ``box`` in pixels, ``offset_ms``, ``confidence``, ``agreement``, ``mean_confidence``) and ``face`` the
+    one reported, the face whose windows are surest of an offset (the one whose mouth goes with the sound)."""
 
     path: str
     offset_ms: float
@@ -55,6 +63,8 @@ class OffsetResult:
     windows: list[WindowOffset]
     checkpoint: str
     agreement: float = 1.0
+    face: int | None = None
+    faces: list[dict] = field(default_factory=list)
 
     def save(self, out: str | Path, report: bool = False) -> Path:
         """Writes ``result.json`` (what ``avlearn sync-offset --json`` prints) into ``out``, atomically and never
@@ -137,38 +147,42 @@ def sync_offset(
     padded = torch.nn.functional.pad(audio, (pad, pad))
     hop = hop or window / 2
     first, last = margin, valid_s - margin - window
-    starts = [first + k * hop for k in range(int((last - first) / hop + 1e-9) + 1)]
-    windows, total = [], None
-    for i in progress.bar(range(0, len(starts), batch_size), desc="sync-offset", unit="batch"):
-        chunk = starts[i : i + batch_size]
-        f0 = [round(s * fps) for s in chunk]
-        base = f0[0]
-        frames = read_frames(path, base / fps, (f0[-1] + num_frames - base) / fps, fps=fps, size=(pre["size"],) * 2)
-        f0 = [f for f in f0 if f - base + num_frames <= len(frames)]
-        if not f0:
-            break
-        vids = torch.stack([frames[f - base : f - base + num_frames] for f in f0])
-        auds = torch.stack([padded[round(f / fps * sr) : round(f / fps * sr) + num_samples + 2 * pad] for f in f0])
-        with autocast(device):
-            offsets, logp = net.offsets(vids.to(device), auds.to(device), pad, max_frames)
-        offsets, logp = offsets.cpu(), logp.float().cpu()
-        total = logp.sum(0) if total is None else total + logp.sum(0)
-        for f, lp in zip(f0, logp):
-            k = int(lp.argmax())
-            windows.append(WindowOffset(f / fps, float(offsets[k] * 1000), float(lp[k].exp())))
-    if total is None:  # the decodable part holds no whole window (a stream stops early, a cut-off file)
+    starts = [round((first + k * hop) * fps) for k in range(int((last - first) / hop + 1e-9) + 1)]
+    batches = [starts[i : i + batch_size] for i in range(0, len(starts), batch_size)]
+    score = partial(_score, net, padded, pad, fps, sr, num_samples, max_frames, device)
+    faces = []
+    if pre.get("crop", "frame") == "mouth":
+        found = clip_mouths(path, fps, pre["size"])
+        if not found.tracks:
+            raise NoFaceError(
+                path,
+                "no face found (BlazeFace detector); this sync model reads mouths. For a scene without faces "
+                f"pass --checkpoint {FRAME_CHECKPOINT} (it reads the whole picture)",
+            )
+        for k, mouths in enumerate(found.mouths):
+            chunks = ((b, torch.stack([mouths[f : f + num_frames] for f in b if f + num_frames <= len(mouths)]))
+                      for b in batches if b[0] + num_frames <= len(mouths))  # fmt: skip
+            faces.append(_estimate(*score(progress.bar(chunks, total=len(batches), desc=f"face {k}"))))
+            faces[-1]["face"] = k
+            faces[-1]["box"] = [round(float(v), 1) for v in np.nanmedian(found.tracks[k].boxes, 0)]
+        # the face whose mouth goes with the sound is the one whose windows are sure of an offset
+        best = dict(max(faces, key=lambda f: f["mean_confidence"]))
+        for f in faces:
+            del f["windows"]
+    else:
+        chunks = _frame_batches(path, batches, num_frames, fps, pre["size"])
+        best = {**_estimate(*score(progress.bar(chunks, total=len(batches), desc="sync-offset"))), "face": None}
+    estimate, windows, agreement = best["offset_ms"], best["windows"], best["agreement"]
+    if windows is None:  # the decodable part holds no whole window (a stream stops early, a cut-off file)
         raise ClipRangeError(
             path,
             f"no {window:.2f} s window with {margin:.2f} s of sound on each side could be decoded (picture and "
             f"sound overlap for about {max(0.0, valid_s):.2f} s); sync-offset needs {need:.2f} s of both",
         )
-    posterior = total.log_softmax(0)
-    k = int(posterior.argmax())
-    estimate, frame_ms = float(offsets[k] * 1000), 1000 / fps
+    frame_ms = 1000 / fps
     # The product of the windows' distributions is confident whenever there are many windows, even when they
     # disagree (an offset beyond the search range, a clip whose picture does not show its sound): the share of
     # windows that agree with the estimate says which.
-    agreement = sum(abs(w.offset_ms - estimate) <= frame_ms + 1e-6 for w in windows) / len(windows)
     if agreement < MIN_AGREEMENT and len(windows) > 1:
         warnings.warn(
             f"{path}: only {agreement:.0%} of the windows agree with {estimate:+.0f} ms within a frame; the offset "
@@ -176,7 +190,59 @@ def sync_offset(
             "the picture may not show the sound's source",
             stacklevel=3,  # past torch.no_grad's wrapper, to the caller
         )
-    return OffsetResult(str(path), estimate, float(posterior[k].exp()), frame_ms, windows, str(checkpoint), agreement)
+    return OffsetResult(
+        str(path), estimate, best["confidence"], frame_ms, windows, str(checkpoint), agreement, best["face"], faces
+    )
+
+
+def _frame_batches(path, batches: list[list[int]], num_frames: int, fps: float, size: int):
+    """``(window first frames, frames (B, T, size, size, 3))`` per batch, read from the file batch by batch;
+    windows past the last decodable frame are left out."""
+    for b in batches:
+        base = b[0]
+        frames = read_frames(path, base / fps, (b[-1] + num_frames - base) / fps, fps=fps, size=(size, size))
+        b = [f for f in b if f - base + num_frames <= len(frames)]
+        if not b:
+            return
+        yield b, torch.stack([frames[f - base : f - base + num_frames] for f in b])
+
+
+def _score(net, padded, pad, fps, sr, num_samples, max_frames, device, batches):
+    """Scores every candidate offset of each window: ``(offsets (2K+1,) s, summed log-probabilities or None,
+    per-window log-probabilities (N, 2K+1), window first frames)``."""
+    total, per_window, firsts, offsets = None, [], [], None
+    for f0, vids in batches:
+        auds = torch.stack([padded[round(f / fps * sr) : round(f / fps * sr) + num_samples + 2 * pad] for f in f0])
+        with autocast(device):
+            offsets, logp = net.offsets(vids.to(device), auds.to(device), pad, max_frames)
+        offsets, logp = offsets.cpu(), logp.float().cpu()
+        total = logp.sum(0) if total is None else total + logp.sum(0)
+        per_window.append(logp)
+        firsts += [f / fps for f in f0[: len(logp)]]
+    return offsets, total, per_window, firsts
+
+
+def _estimate(offsets, total, per_window, firsts) -> dict:
+    """The clip's estimate from the windows' distributions (their product), with each window's own."""
+    if total is None:
+        return {"offset_ms": 0.0, "confidence": 0.0, "windows": None, "agreement": 0.0, "mean_confidence": 0.0}
+    logp = torch.cat(per_window)
+    windows = [
+        WindowOffset(start, float(offsets[int(lp.argmax())] * 1000), float(lp.max().exp()))
+        for start, lp in zip(firsts, logp)
+    ]
+    posterior = total.log_softmax(0)
+    k = int(posterior.argmax())
+    estimate = float(offsets[k] * 1000)
+    frame_ms = float(offsets[1] - offsets[0]) * 1000 if len(offsets) > 1 else 40.0
+    agreement = sum(abs(w.offset_ms - estimate) <= frame_ms + 1e-6 for w in windows) / len(windows)
+    return {
+        "offset_ms": estimate,
+        "confidence": float(posterior[k].exp()),
+        "windows": windows,
+        "agreement": agreement,
+        "mean_confidence": float(logp.max(1).values.exp().mean()),
+    }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

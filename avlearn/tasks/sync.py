@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import BinaryAccuracy
 
-from avlearn.data.sync import SyncWindows
+from avlearn.data.mouths import open_mouths
+from avlearn.data.sync import AugmentedWindows, SyncWindows
 from avlearn.models import create_model
 from avlearn.models.weights import CheckpointError, load_weights, weights_sha256
 from avlearn.tasks.datamodule import WindowData, check_front_end
@@ -54,11 +55,17 @@ class SyncData(WindowData):
             sets, many epochs); false reads each window from its file (any size); None (the default) caches
             when the decoded clips fit in ``avlearn.data.cache.CACHE_BUDGET`` (4 GiB).
         seed: seed of the training order and windows (both a function of seed, epoch and index).
+        crop: ``"frame"`` whole pictures; ``"mouth"`` the talking faces of annotated manifests as aligned mouth
+            crops of side ``size`` with their own sound (:class:`~avlearn.data.mouths.MouthClips`; real clips
+            annotated by ``python -m avlearn.data.real --annotate``, the speakers world by its renderer).
+        mouth_pieces: with ``crop="mouth"``, :class:`~avlearn.data.mouths.MouthClips` arguments for the training
+            faces (``segment``, ``max_segments``, ``repeats``); validation takes every piece once.
+        augment: flip and jitter the training windows (:class:`~avlearn.data.sync.AugmentedWindows`).
     """
 
     def __init__(
         self,
-        train_manifest: str,
+        train_manifest: str | list[str],
         val_manifest: str,
         window: float = 1.0,
         fps: float = 25.0,
@@ -72,6 +79,9 @@ class SyncData(WindowData):
         num_workers: int = 0,
         cache: bool | None = None,
         seed: int = 0,
+        crop: str = "frame",
+        mouth_pieces: dict[str, Any] | None = None,
+        augment: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -82,7 +92,14 @@ class SyncData(WindowData):
     @property
     def preprocessing(self) -> dict[str, Any]:
         h = self.hparams
-        return {"window": h.window, "fps": h.fps, "size": h.size, "sample_rate": h.sample_rate}
+        return {"window": h.window, "fps": h.fps, "size": h.size, "sample_rate": h.sample_rate, "crop": h.crop}
+
+    def clips(self, manifest: str | list[str], train: bool = False):
+        h = self.hparams
+        if h.crop == "frame":
+            return super().clips(manifest)
+        pieces = (h.mouth_pieces or {}) if train else {"max_segments": None}
+        return open_mouths(manifest, fps=h.fps, size=h.size, sample_rate=h.sample_rate, **pieces)
 
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
@@ -92,8 +109,9 @@ class SyncData(WindowData):
                 net = getattr(self.trainer.lightning_module, "net", None) if self.trainer is not None else None
                 k = getattr(net, "max_offset_frames", 15)
             shifts = {"min_shift": self.min_shift, "max_shift": self.max_shift, "max_offset_frames": k}
-            self.train_set = SyncWindows(
-                self.clips(h.train_manifest), h.window, **shifts, num_shifted=h.num_shifted, seed=h.seed
+            windows = AugmentedWindows if h.augment else SyncWindows
+            self.train_set = windows(
+                self.clips(h.train_manifest, train=True), h.window, **shifts, num_shifted=h.num_shifted, seed=h.seed
             )
             self.val_set = SyncWindows(self.clips(h.val_manifest), h.window, **shifts, deterministic=True)
 

@@ -1,0 +1,122 @@
+"""The talking faces of a clip as aligned mouth crops, for the models that read mouths (``crop="mouth"``).
+
+Two passes over the frames, read in chunks at most ``MAX_SHORT_SIDE`` pixels on the short side as ``avlearn
+separate`` reads them, so memory does not grow with the clip: the first detects faces a few times a second and
+links the detections into tracks (:func:`avlearn.video.faces.link_tracks`); the second puts FaceMesh points on
+every frame of every track and cuts the aligned mouth crops (:func:`avlearn.video.faces.aligned_mouths`), kept
+(12 kB a frame at 64 px) while the frames are dropped. The crops are what the sync model trained on
+(:mod:`avlearn.data.mouths` cuts the training faces the same way).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avlearn.io import probe
+from avlearn.pipelines.separate import MAX_SHORT_SIDE, frame_chunks, scan_video
+from avlearn.video.detect import FaceDetector
+from avlearn.video.faces import FaceTrack, aligned_mouths, link_tracks, track_landmarks
+from avlearn.video.landmarks import FaceMesh
+
+
+@dataclass
+class ClipMouths:
+    """The faces of a clip: ``tracks`` (boxes and FaceMesh points in original pixels, left to right),
+    ``mouths`` one ``(T, size, size, 3)`` uint8 crop sequence per track, ``num_frames`` frames backed by video,
+    ``landmarks``: share of each track's frames with FaceMesh points, ``timings`` seconds per stage."""
+
+    tracks: list[FaceTrack]
+    mouths: list[torch.Tensor]
+    num_frames: int
+    landmarks: list[float]
+    timings: dict[str, float]
+
+
+def clip_mouths(path: str | Path, fps: float, size: int, detector: FaceDetector | None = None) -> ClipMouths:
+    """Finds, follows and crops every face of a clip (see the module docstring); no face gives no tracks."""
+    t0 = time.perf_counter()
+    info = probe(path)
+    short = min(info.video.display_size)
+    read_size = MAX_SHORT_SIDE if short > MAX_SHORT_SIDE else None
+    scale = short / MAX_SHORT_SIDE if read_size else 1.0
+    n_video, detections, t_detect = scan_video(path, info.duration, fps, read_size, detector or FaceDetector())
+    tracks = link_tracks(detections, n_video)
+    t1 = time.perf_counter()
+    mesh = FaceMesh() if tracks else None
+    points = [np.full((n_video, 468, 2), np.nan, np.float32) for _ in tracks]
+    presence = [np.zeros(n_video, np.float32) for _ in tracks]
+    crops: list[list[torch.Tensor]] = [[] for _ in tracks]
+    for f0, frames in frame_chunks(path, 0, n_video if tracks else 0, fps, read_size, desc="reading mouths"):
+        if frames is None:
+            break
+        f1 = f0 + len(frames)
+        for k, tr in enumerate(tracks):
+            part = track_landmarks(frames.numpy(), FaceTrack(tr.boxes[f0:f1], tr.detected[f0:f1]), mesh)
+            points[k][f0:f1], presence[k][f0:f1] = part.points, part.presence
+            crops[k].append(aligned_mouths(frames, part, (size, size)))
+    mouths = [torch.cat(c) if c else torch.zeros(0, size, size, 3, dtype=torch.uint8) for c in crops]
+    n = min([n_video] + [len(m) for m in mouths])
+    tracks = [
+        replace(tr, boxes=tr.boxes[:n] * scale, detected=tr.detected[:n], points=p[:n] * scale, presence=q[:n])
+        for tr, p, q in zip(tracks, points, presence)
+    ]
+    timings = {"faces_s": t1 - t0, "detect_s": t_detect, "mouths_s": time.perf_counter() - t1}
+    landmarks = [float(np.mean(q >= 0.5)) if len(q) else 0.0 for q in presence]
+    return ClipMouths(tracks, [m[:n] for m in mouths], n, landmarks, timings)
+
+
+@torch.no_grad()
+def speaking_scores(
+    net: torch.nn.Module,
+    mouths: list[torch.Tensor],
+    audio: torch.Tensor,
+    window: float,
+    hop_frames: int = 5,
+    offset_frames: int = 0,
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """How much each face's mouth goes with the sound, frame by frame: ``(K, T)`` sync logits of a mouth sync
+    model (``crop="mouth"``), each frame the mean over the windows covering it (windows of ``window`` seconds
+    every ``hop_frames`` frames; the last one ends at the last frame). High: this face is the one heard now.
+
+    Args:
+        net: a sync model reading mouths (its front-ends give fps and sample rate).
+        mouths: ``K`` crop sequences ``(T, size, size, 3)`` uint8 (:func:`clip_mouths`).
+        audio: ``(S,)`` the clip's sound at the model's rate, aligned with frame 0.
+        window: seconds per window (the checkpoint's ``preprocessing["window"]``).
+        offset_frames: score the sound this many frames later (a clip's own offset, from sync-offset).
+    """
+    pre = net.preprocessing
+    fps, sr = float(pre["fps"]), int(pre["sample_rate"])
+    n = round(window * fps)
+    t = min(len(m) for m in mouths) if mouths else 0
+    if t == 0:
+        return torch.zeros(len(mouths), 0)
+    starts = list(range(0, max(1, t - n + 1), hop_frames))
+    if starts[-1] != max(0, t - n):
+        starts.append(max(0, t - n))
+    num_samples = round(window * sr)
+    shift = round(offset_frames / fps * sr)
+    padded = torch.nn.functional.pad(audio, (0, max(0, round((t + n) / fps * sr) + abs(shift) - audio.shape[0])))
+    device = next(net.parameters()).device
+    total, count = torch.zeros(len(mouths), t), torch.zeros(t)
+    for f in starts:
+        count[f : f + n] += 1
+    for k, m in enumerate(mouths):
+        if len(m) < n:  # a clip shorter than a window: the last crop held
+            m = torch.cat([m, m[-1:].expand(n - len(m), -1, -1, -1)])
+        for i in range(0, len(starts), batch_size):
+            b = starts[i : i + batch_size]
+            vids = torch.stack([m[f : f + n] for f in b]).to(device)
+            a0 = [max(0, round(f / fps * sr) + shift) for f in b]
+            auds = torch.stack([padded[s : s + num_samples] for s in a0]).to(device)
+            vt = net.video_tokens(vids)
+            logits = net.score(vt, net.audio_tokens(auds, vt.shape[1])).float().cpu()
+            for f, logit in zip(b, logits):
+                total[k, f : f + n] += logit
+    return total / count.clamp(min=1)

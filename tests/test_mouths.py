@@ -1,0 +1,124 @@
+"""Sync on mouths: the training faces (real and drawn) as aligned mouth crops with their own sound, the model
+that reads them, and sync-offset scoring every face of a clip with it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from avlearn.data.mouths import MouthClips, mouth_box_transforms
+from avlearn.data.manifest import read_manifest
+
+DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo" / "speakers"
+
+
+def test_mouth_box_transforms_put_the_box_where_the_aligned_crops_put_the_corners():
+    boxes = np.array([[40.0, 60.0, 60.0, 70.0]])
+    a = mouth_box_transforms(boxes, (64, 64))[0]
+    left, right = a @ np.array([16.0, 25.6, 1.0]), a @ np.array([48.0, 25.6, 1.0])  # MOUTH_CORNER_U x 64, V x 64
+    assert np.allclose(left, [40.0, 65.0]) and np.allclose(right, [60.0, 65.0])
+
+
+def test_drawn_faces_give_one_piece_per_sounding_face_with_its_own_stem():
+    rows = read_manifest(DEMO / "test.jsonl")[:3]
+    clips = MouthClips(rows, fps=25, size=32, sample_rate=16000, segment=2.0, max_segments=None)
+    sounding = sum(s["sounding"] for r in rows for s in r["sources"])
+    assert len(clips.faces) == sounding and len(clips) == 2 * sounding  # 4 s clips, 2 s pieces
+    assert clips.video_window(1, 0, 25).shape == (25, 32, 32, 3)
+    # piece 1 starts 2 s in: its audio at 0 is the stem at 2 s, and past the clip's sound it is silence
+    from avlearn.io import read_audio
+
+    stem, _ = read_audio(rows[0]["sources"][0]["stem"], 16000)
+    assert torch.allclose(clips.audio_window(1, 0, 100), stem[0, 32000:32100])
+    assert clips.audio_window(1, 32000, 100).abs().sum() == 0
+    assert clips.video_window(0, 0, 1).float().std() > 10  # a picture, not the zero padding of a missed box
+
+
+def test_repeats_and_max_segments():
+    rows = read_manifest(DEMO / "test.jsonl")[:1]
+    one = MouthClips(rows, fps=25, size=32, sample_rate=16000, segment=1.0, max_segments=2, repeats=3)
+    assert len(one) == 2 * 3 * len(one.faces)
+    assert one.pieces[0][1] == 0 and one.pieces[1][1] == 75  # spread over the clip: first and last piece
+
+
+def test_a_row_without_annotations_is_one_line():
+    rows = [dict(read_manifest(DEMO / "test.jsonl")[0], annotations=None)]
+    with pytest.raises(ValueError, match="no annotations"):
+        MouthClips(rows, fps=25, size=32, sample_rate=16000)
+
+
+def test_the_mouth_model_says_it_reads_mouths_and_keeps_old_arguments():
+    from avlearn.models import create_model
+
+    net = create_model("avsync_mbt_tiny", crop="mouth")
+    assert net.preprocessing["crop"] == "mouth"
+    assert net.components()["video"]["args"]["crop"] == "mouth"
+    assert "crop" not in create_model("avsync_mbt_tiny").components()["video"]["args"]  # shipped ones load as before
+    with pytest.raises(ValueError, match="crop"):
+        create_model("avsync_mbt_tiny", crop="face")
+
+
+@pytest.fixture(scope="module")
+def mouth_checkpoint(tmp_path_factory):
+    from avlearn.models import create_model
+    from avlearn.models.weights import save_weights
+
+    torch.manual_seed(0)
+    net = create_model("avsync_mbt_tiny", crop="mouth")
+    path = tmp_path_factory.mktemp("ckpt") / "sync_mouths"
+    pre = {**net.preprocessing, "window": 0.32}
+    args = {"crop": "mouth"}
+    save_weights(path, net, model_name="avsync_mbt_tiny", model_args=args, task="sync", preprocessing=pre)
+    return path
+
+
+@pytest.mark.filterwarnings("ignore:.*windows agree")
+def test_sync_offset_with_a_mouth_model_scores_every_face(mouth_checkpoint, tmp_path):
+    from avlearn.pipelines.sync_offset import sync_offset
+
+    clip = DEMO / "test" / "000001.mp4"  # two drawn faces
+    result = sync_offset(clip, mouth_checkpoint, max_frames=3)
+    assert [f["face"] for f in result.faces] == [0, 1]
+    assert result.face in (0, 1)
+    best = max(result.faces, key=lambda f: f["mean_confidence"])
+    assert result.face == best["face"] and result.offset_ms == best["offset_ms"]
+    left, right = (f["box"] for f in result.faces)
+    assert left[0] < right[0]  # left to right
+    out = result.save(tmp_path / "out")
+    assert json.loads(out.read_text())["faces"][0]["face"] == 0
+
+
+def test_sync_offset_with_a_mouth_model_and_no_face_is_one_line(mouth_checkpoint, tmp_path, capsys):
+    from avlearn.cli import main
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg CLI needed to make the faceless clip")
+    import subprocess
+
+    clip = tmp_path / "noise.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=128x96:rate=25:duration=3",
+         "-f", "lavfi", "-i", "sine=frequency=440:duration=3", "-shortest", str(clip)],
+        check=True,
+    )  # fmt: skip
+    assert main(["sync-offset", str(clip), "--checkpoint", str(mouth_checkpoint), "--max-frames", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "no face found" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_manifests_join_with_their_own_repeats():
+    from avlearn.data.mouths import open_mouths
+
+    manifest = DEMO / "test.jsonl"
+    one = open_mouths(str(manifest), fps=25, size=32, sample_rate=16000, segment=4.0, max_segments=None)
+    both = open_mouths([manifest, manifest], repeats=[1, 3], fps=25, size=32, sample_rate=16000, segment=4.0)
+    assert len(both.faces) == 2 * len(one.faces) and len(both) == 4 * len(one)
+    last = both.pieces[-1]
+    assert last[0] >= len(one.faces) and torch.equal(
+        both.video_window(len(both) - 1, 0, 2), one.faces[last[0] - len(one.faces)][0][:2]
+    )
