@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from avlearn.data.mouths import MouthClips, mouth_box_transforms
 from avlearn.data.manifest import read_manifest
+from avlearn.data.mouths import MouthClips, mouth_box_transforms
 
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo" / "speakers"
 
