@@ -29,7 +29,6 @@ from avlearn.io.outdir import staged_output
 from avlearn.io.write import atomic_path
 from avlearn.pipelines.checkpoints import add_device_argument, autocast, default_checkpoint, load_model, resolve_device
 from avlearn.pipelines.mouths import clip_mouths
-from avlearn.pipelines.separate import NoFaceError
 from avlearn.report import REPORT, write_report
 
 DEFAULT_CHECKPOINT = default_checkpoint("sync")
@@ -54,7 +53,9 @@ class OffsetResult:
     may lie outside the range searched, or the picture may not show the sound's source). With a model that
     reads mouths every face is scored: ``faces`` holds each face's own estimate (``face`` index left to right,
     median ``box`` in pixels, ``offset_ms``, ``confidence``, ``agreement``, ``mean_confidence``) and ``face`` the
-    one reported, the face whose windows are surest of an offset (the one whose mouth goes with the sound)."""
+    one reported, the face whose windows are surest of an offset (the one whose mouth goes with the sound).
+    ``notes``: how the clip was read when it differs from the checkpoint asked for (no face found: the
+    whole-picture model, ``checkpoint`` says which)."""
 
     path: str
     offset_ms: float
@@ -65,6 +66,7 @@ class OffsetResult:
     agreement: float = 1.0
     face: int | None = None
     faces: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def save(self, out: str | Path, report: bool = False) -> Path:
         """Writes ``result.json`` (what ``avlearn sync-offset --json`` prints) into ``out``, atomically and never
@@ -122,12 +124,15 @@ def sync_offset(
     """
     device = resolve_device(device)
     net, pre = _scorer(checkpoint, device)
+    max_frames_asked = max_frames
     fps, sr, window = pre["fps"], pre["sample_rate"], pre["window"]
     max_frames = max_frames or net.max_offset_frames or 15
     info = probe(path)
     if info.video is None:  # the soundtrack is read first, by a read that would not notice
         raise MissingStreamError(path, "the file has no video stream (sound only); a file with a picture is needed")
-    margin = max_frames / fps + abs(shift_audio_ms) / 1000.0
+    # The search needs max_frames of sound on both sides of a window; a self-test shift needs no more: the
+    # delayed sound is zero-filled at one end, as a recording that started late would be.
+    margin = max_frames / fps
     need = window + 2 * margin
     if info.duration < need:
         raise ClipRangeError(
@@ -153,12 +158,11 @@ def sync_offset(
     faces = []
     if pre.get("crop", "frame") == "mouth":
         found = clip_mouths(path, fps, pre["size"])
-        if not found.tracks:
-            raise NoFaceError(
-                path,
-                "no face found (BlazeFace detector); this sync model reads mouths. For a scene without faces "
-                f"pass --checkpoint {FRAME_CHECKPOINT} (it reads the whole picture)",
-            )
+        if not found.tracks:  # a scene without faces (instruments, a landscape): the whole-picture model
+            options = {"hop": hop, "max_frames": max_frames_asked, "shift_audio_ms": shift_audio_ms}
+            result = sync_offset(path, FRAME_CHECKPOINT, **options, batch_size=batch_size, device=device)
+            result.notes.insert(0, f"no face found: the whole picture was read ({Path(FRAME_CHECKPOINT).name})")
+            return result
         for k, mouths in enumerate(found.mouths):
             chunks = ((b, torch.stack([mouths[f : f + num_frames] for f in b if f + num_frames <= len(mouths)]))
                       for b in batches if b[0] + num_frames <= len(mouths))  # fmt: skip
@@ -287,6 +291,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'window start (s)':>16} {'offset (ms)':>12} {'confidence':>11}")
     for w in result.windows:
         print(f"{w.start:>16.2f} {w.offset_ms:>+12.0f} {w.confidence:>11.2f}")
+    for f in result.faces if len(result.faces) > 1 else []:
+        heard = "  <- the face heard" if f["face"] == result.face else ""
+        print(
+            f"face {f['face']} at x {f['box'][0]:.0f}-{f['box'][2]:.0f}: {f['offset_ms']:+.0f} ms, "
+            f"mean window confidence {f['mean_confidence']:.2f}{heard}"
+        )
+    for note in result.notes:
+        print(f"note: {note}")
     print(
         f"{result.path}: {result.offset_ms:+.0f} ms ({_describe(result.offset_ms, result.frame_ms)}), "
         f"confidence {result.confidence:.2f}, {round(result.agreement * len(result.windows))} of "
