@@ -1,9 +1,22 @@
 """``avlearn localize CLIP --out DIR``: where in the picture does the sound come from, frame by frame?
 
+Two ways to answer, one command (``--mode auto``, the default, chooses; ``peaks.json`` says which ran and why):
+
+- **faces**: when faces are in the picture, which face is making the sound (active speaker). Every face is
+  found, followed and cut into aligned mouth crops (:func:`avlearn.pipelines.mouths.clip_mouths`), and a sync
+  model that reads mouths scores, frame by frame, how well each face's mouth goes with the sound
+  (:func:`avlearn.pipelines.mouths.speaking_scores`). The face with the highest score is the speaker, unless
+  every score is under ``SPEAKING_THRESHOLD`` (chosen on the validation people of the real clips,
+  ``benchmarks/active_speaker.py threshold``) or the sound is silent: then no one is. The heat is a blob on
+  the speaking face. A dense map would follow motion and picture borders on real faces; the mouths do not.
+- **dense**: a map over every place of the picture, for scenes without faces (instruments, engines), from a
+  ``localize`` checkpoint or a sync one. ``auto`` takes it when no face is found, or when the speaker
+  checkpoint reads whole frames instead of mouths.
+
 Writes ``heatmap.mp4`` (each frame with its map over it, and the clip's original audio), ``grid.png``
 (frames evenly spread over the clip, above the same frames with their maps) and ``peaks.json`` (per frame:
 the map's peak in pixels and in [0, 1] coordinates, its maximum and mean similarity, and whether the
-window was silent).
+window was silent; on the faces path also the speaking face, each face's score and box).
 
 Each frame's map comes from the model's window (1 s) centred on it. The clip is read in chunks of
 ``CHUNK_S`` seconds with half a window of margin on each side, and each chunk's overlay frames and original
@@ -12,7 +25,10 @@ audio are encoded into ``heatmap.mp4`` as they come, so clips of any length are 
 is silent get no map (nothing sounds, so nothing can be localized): they are marked in ``peaks.json`` and
 shown without an overlay.
 
-Two kinds of checkpoints are accepted: a ``localize`` checkpoint (``avlearn fit -c recipes/localization/...``;
+The faces path keeps only the mouth crops (12 kB a frame and face at 64 px) and the 16 kHz sound (2 MB a minute)
+of the whole clip, and renders ``heatmap.mp4`` chunk by chunk in the same way.
+
+The dense path takes two kinds of checkpoints: a ``localize`` checkpoint (``avlearn fit -c recipes/localization/...``;
 the shipped ``assets/checkpoints/localize_instruments`` is the default), or a ``sync`` checkpoint, whose model
 localizes by class activation over its video encoder's spatial features (Owens & Efros 2018).
 """
@@ -26,6 +42,7 @@ import math
 import shutil
 import tempfile
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,14 +58,24 @@ from avlearn.io import (
     TruncatedMediaWarning,
     probe,
     read_clip,
+    read_frames,
 )
 from avlearn.io.outdir import staged_output
 from avlearn.io.write import VideoWriter, atomic_path
 from avlearn.models.weights import CheckpointError, read_weights_info
 from avlearn.pipelines.checkpoints import add_device_argument, autocast, default_checkpoint, load_model, resolve_device
+from avlearn.pipelines.mouths import ClipMouths, clip_mouths, speaking_scores
+from avlearn.pipelines.separate import NoFaceError
 from avlearn.report import REPORT, write_report
 
 DEFAULT_CHECKPOINT = default_checkpoint("localize")
+DEFAULT_SPEAKER_CHECKPOINT = default_checkpoint("sync")
+MODES = ("auto", "faces", "dense")
+# A face speaks when its sync logit (the mean over the windows covering the frame) reaches this. Chosen on the
+# validation people of data/real (benchmarks/active_speaker.py threshold: the best balanced accuracy between a
+# face with its own sound and with another person's sound) for the checkpoint named there; choose it again
+# when the speaker checkpoint changes.
+SPEAKING_THRESHOLD = 0.0
 CHUNK_S = 20.0
 _BLOCK = 50  # frames upsampled, overlaid and encoded together
 MIN_DURATION_S = 0.2  # five frames at 25 fps: less than that is not a clip to localize a sound in
@@ -80,6 +107,7 @@ class Localizer:
         self.method = pre.get("method", "ezvsl") if task == "localize" else "sync_cam"
         self.fps, self.sample_rate, self.size = float(pre["fps"]), int(pre["sample_rate"]), int(pre["size"])
         self.num_frames = round(pre["window"] * self.fps)
+        self.window_s = self.num_frames / self.fps
         self.temperature = float(pre.get("temperature", 0.07))
 
     @torch.no_grad()
@@ -137,6 +165,94 @@ class FramePeak:
     mean: float | None = None
 
 
+@dataclass
+class FaceFrame(FramePeak):
+    """A frame of the faces path: the peak is the speaking face's centre, ``max`` / ``mean`` over the faces'
+    scores."""
+
+    face: int | None = None  # the speaking face (index into peaks.json's "faces", left to right), or None
+    scores: list[float] | None = None  # each face's sync logit: high = this face's mouth goes with the sound
+    boxes: list[list[float]] | None = None  # each face's box x0, y0, x1, y1 in pixels of the written video
+
+
+class ActiveSpeaker:
+    """Which face is heard: a sync model that reads mouths (``crop: mouth``) scoring every face's mouth
+    against the sound.
+
+    Args:
+        checkpoint: a ``sync`` checkpoint that reads mouths.
+        device: ``auto`` (a CUDA GPU when there is one), ``cpu``, ``cuda``; a GPU runs in mixed precision.
+        threshold: the score a face must reach to be judged speaking.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | Path = DEFAULT_SPEAKER_CHECKPOINT,
+        device: str | torch.device = "auto",
+        threshold: float = SPEAKING_THRESHOLD,
+    ):
+        self.device = resolve_device(device)
+        if not reads_mouths(checkpoint):
+            raise CheckpointError(
+                f"{checkpoint}: this sync checkpoint reads whole frames; the faces path needs one that reads "
+                "mouths (preprocessing crop: mouth)"
+            )
+        net, doc = load_model(checkpoint, "sync", self.device)
+        pre = doc["preprocessing"]
+        self.net, self.checkpoint, self.threshold = net.eval(), str(checkpoint), float(threshold)
+        self.fps, self.sample_rate, self.size = float(pre["fps"]), int(pre["sample_rate"]), int(pre["size"])
+        self.window_s = float(pre["window"])
+        self.num_frames = round(self.window_s * self.fps)
+
+    def scores(self, mouths: list[torch.Tensor], audio: torch.Tensor) -> torch.Tensor:
+        """``(K, T)`` float32 logits of the faces' mouth crops against ``audio`` (the model's rate, from frame 0)."""
+        with autocast(self.device):
+            return speaking_scores(self.net, mouths, audio, self.window_s).float()
+
+
+def reads_mouths(checkpoint: str | Path) -> bool:
+    """Whether a ``sync`` checkpoint's model reads aligned mouth crops (else whole frames); read from its
+    description, without loading it."""
+    info = read_weights_info(checkpoint)
+    if info.get("task") != "sync":
+        raise CheckpointError(f"{checkpoint}: a '{info.get('task')}' checkpoint; the speaker checkpoint must be 'sync'")
+    return (info.get("preprocessing") or {}).get("crop", "frame") == "mouth"
+
+
+def speaking_faces(scores: torch.Tensor, silent: torch.Tensor, threshold: float) -> list[int | None]:
+    """Per frame the speaking face: the highest of the ``(K, T)`` scores when it reaches ``threshold`` and the
+    frame's window is not ``silent`` ``(T,)``; else None (no one is heard, or no face goes with the sound)."""
+    if scores.shape[0] == 0:
+        return [None] * scores.shape[1]
+    best, face = scores.max(0)
+    keep = (best >= threshold) & ~silent[: scores.shape[1]]
+    return [int(k) if ok else None for k, ok in zip(face.tolist(), keep.tolist())]
+
+
+def face_blobs(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``(T, h, w)`` maps in [0, 1]: a Gaussian over each frame's box ``(T, 4)`` (``x0, y0, x1, y1`` in pixels;
+    a NaN box gives an empty map), its spread half the box's width and height."""
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    sx, sy = ((boxes[:, 2] - boxes[:, 0]) / 2).clamp_min(1), ((boxes[:, 3] - boxes[:, 1]) / 2).clamp_min(1)
+    x = (torch.arange(w) + 0.5)[None, None, :]
+    y = (torch.arange(h) + 0.5)[None, :, None]
+    blob = torch.exp(
+        -0.5 * (((x - cx[:, None, None]) / sx[:, None, None]) ** 2 + ((y - cy[:, None, None]) / sy[:, None, None]) ** 2)
+    )
+    return torch.nan_to_num(blob, nan=0.0)
+
+
+def blob_overlay(frames: torch.Tensor, blobs: torch.Tensor, alpha: float = 0.6) -> torch.Tensor:
+    """``(T, H, W, 3)`` uint8 frames with ``(T, H, W)`` blobs in [0, 1] blended in where they are (jet colours,
+    opacity ``alpha`` times the blob): the rest of the picture stays as it is."""
+    from matplotlib import colormaps
+
+    lut = torch.from_numpy(colormaps["jet"](np.linspace(0, 1, 256))[:, :3]).float() * 255
+    heat = lut[(blobs.clamp(0, 1) * 255).round().long()]
+    weight = (alpha * blobs.clamp(0, 1))[..., None]
+    return (frames.float() * (1 - weight) + heat * weight).round().clamp(0, 255).to(torch.uint8)
+
+
 def window_rms_dbfs(audio: torch.Tensor, num_frames: int, fps: float, sample_rate: int, width: int) -> torch.Tensor:
     """RMS level (dBFS) of the ``width``-frame window centred on each of ``num_frames`` frames."""
     per_frame = round(sample_rate / fps)
@@ -185,10 +301,12 @@ def write_grid(path: Path, frames: torch.Tensor, over: torch.Tensor, peaks: list
         axes[0, col].imshow(frames[col].numpy())
         axes[0, col].set_title(f"{peaks[col].time:.2f} s", fontsize=9)
         axes[1, col].imshow(over[col].numpy())
-        if not peaks[col].silent:
-            axes[1, col].plot(peaks[col].peak_x, peaks[col].peak_y, "w+", markersize=12, markeredgewidth=2)
-        else:
+        if peaks[col].silent:
             axes[1, col].set_title("silent", fontsize=9)
+        elif peaks[col].peak_x is None:  # faces path: no face goes with the sound
+            axes[1, col].set_title("no one speaking", fontsize=9)
+        else:
+            axes[1, col].plot(peaks[col].peak_x, peaks[col].peak_y, "w+", markersize=12, markeredgewidth=2)
 
     for ax in axes.flat:
         ax.set_axis_off()
@@ -234,6 +352,7 @@ class LocalizeResult:
     method: str
     checkpoint: str
     peaks: list[FramePeak] = field(default_factory=list, repr=False)
+    mode: str = "dense"  # which path ran: "faces" (peaks are FaceFrames) or "dense"
 
     def save(self, out: str | Path, report: bool = False) -> Path:
         """Copies ``heatmap.mp4``, ``grid.png`` and ``peaks.json`` into ``out`` as a whole (never over the clip;
@@ -254,70 +373,240 @@ def _localize_into(
     *,
     size: int = 224,
     device: str | torch.device = "auto",
+    mode: str = "auto",
+    speaker_checkpoint: str | Path = DEFAULT_SPEAKER_CHECKPOINT,
+    speaking_threshold: float = SPEAKING_THRESHOLD,
 ) -> LocalizeResult:
     """Localizes the sound of a clip frame by frame and writes ``heatmap.mp4``, ``grid.png``, ``peaks.json``.
 
     Args:
         path: media file with video and audio.
         out: output folder (created).
-        checkpoint: a ``localize`` or a ``sync`` checkpoint.
+        checkpoint: the dense path's ``localize`` or ``sync`` checkpoint.
         size: shorter side of the written video in pixels (the aspect ratio and rotation of the file are kept).
         device: ``auto`` (a CUDA GPU when there is one), ``cpu``, ``cuda``; a GPU runs in mixed precision.
+        mode: ``auto`` (the faces path when a face is found and ``speaker_checkpoint`` reads mouths, else the
+            dense one), ``faces`` or ``dense``.
+        speaker_checkpoint: the faces path's ``sync`` checkpoint (one that reads mouths).
+        speaking_threshold: the score a face must reach to be judged speaking (faces path).
 
     Raises:
-        MediaError: unreadable file, no video, or no audio stream.
+        MediaError: unreadable file, no video, or no audio stream; with ``mode="faces"``, no face found.
         ClipRangeError: a clip shorter than ``MIN_DURATION_S``.
-        CheckpointError: missing checkpoint, or one of another task.
+        CheckpointError: missing checkpoint, or one of another task; with ``mode="faces"``, a speaker
+            checkpoint that reads whole frames.
         DeviceError: a device this machine does not have.
     """
-    loc = Localizer(checkpoint, device)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     info = probe(path)
-    duration = _check_clip(path, info, loc)
-    total = max(1, math.floor(duration * loc.fps + 1e-6))
+    duration = _check_clip(path, info)
     out = Path(out)
+    if mode == "dense":
+        reason = "asked for (mode dense)"
+    elif not reads_mouths(speaker_checkpoint) and mode == "auto":
+        reason = f"the speaker checkpoint {speaker_checkpoint} reads whole frames, not mouths"
+    else:
+        speaker = ActiveSpeaker(speaker_checkpoint, device, speaking_threshold)
+        _warn_short(path, duration, speaker.window_s)
+        found = clip_mouths(path, speaker.fps, speaker.size)
+        if found.tracks:
+            return _faces_into(path, out, info, duration, speaker, found, size)
+        if mode == "faces":
+            raise NoFaceError(path, "no face found (BlazeFace detector); --mode auto or dense maps every place")
+        reason = "no face found"
+    loc = Localizer(checkpoint, device)
+    _warn_short(path, duration, loc.window_s)
+    total = max(1, math.floor(duration * loc.fps + 1e-6))
     out.mkdir(parents=True, exist_ok=True)
     peaks, shown = _write_heatmap(path, info, loc, out / "heatmap.mp4", total, size)
     silent = torch.tensor([p.silent for p in peaks])
-    if silent.all():
-        warnings.warn(
-            f"{path}: the audio is silent (below {SILENCE_DBFS:.0f} dBFS): no sound to localize", stacklevel=2
-        )
-    frames, over = (torch.stack(x) for x in zip(*(shown[k] for k in sorted(shown))))
-    write_grid(out / "grid.png", frames, over, [peaks[k] for k in sorted(shown)])
-    h, w = frames.shape[1:3]
+    _warn_silent(path, silent)
+    h, w = _write_grid(out / "grid.png", shown, peaks)
     doc = {
         "clip": str(path),
+        "mode": "dense",
+        "mode_reason": reason,
         "checkpoint": loc.checkpoint,
         "method": loc.method,
         "fps": loc.fps,
         "width": w,
         "height": h,
-        "window_s": loc.num_frames / loc.fps,
+        "window_s": loc.window_s,
         "frames": [asdict(p) for p in peaks],
     }
-    with atomic_path(out / "peaks.json") as tmp:
-        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    _write_json(out / "peaks.json", doc)
     return LocalizeResult(
-        str(path), str(out), len(peaks), loc.fps, int(silent.sum()), loc.method, loc.checkpoint, peaks
+        str(path), str(out), len(peaks), loc.fps, int(silent.sum()), loc.method, loc.checkpoint, peaks, "dense"
     )
 
 
-def _check_clip(path: str | Path, info, loc: Localizer) -> float:
-    """The clip's duration (to the end of its picture); refuses a clip without picture or sound or too short,
-    and warns when it is shorter than the model's window."""
+def _faces_into(
+    path: str | Path, out: Path, info, duration: float, speaker: ActiveSpeaker, found: ClipMouths, size: int
+) -> LocalizeResult:
+    """The faces path of :func:`_localize_into`: every face scored against the sound, the speaking one marked."""
+    fps, sr = speaker.fps, speaker.sample_rate
+    total = max(1, math.floor(duration * fps + 1e-6))
+    # the soundtrack whole (16 kHz mono: 2 MB a minute), from frame 0, padded or cut to the frames
+    sound = read_clip(path, 0.0, info.duration, sample_rate=sr, video=False).audio[0]
+    audio = F.pad(sound, (0, max(0, round(total / fps * sr) - sound.shape[0])))[: round(total / fps * sr)]
+    scores = speaker.scores(found.mouths, audio)  # (K, n): n frames backed by video and faces
+    n = scores.shape[1]
+    silent = window_rms_dbfs(audio, total, fps, sr, speaker.num_frames) < SILENCE_DBFS
+    speaking = speaking_faces(scores, silent, speaker.threshold) + [None] * (total - n)
+    boxes = torch.full((len(found.tracks), total, 4), float("nan"))
+    for k, track in enumerate(found.tracks):
+        boxes[k, :n] = torch.from_numpy(np.asarray(track.boxes[:n], np.float32))
+    out.mkdir(parents=True, exist_ok=True)
+    shown, (h, w) = _write_faces_heatmap(path, info, out / "heatmap.mp4", fps, boxes, speaking, size)
+    scale = torch.tensor([w, h, w, h], dtype=torch.float32) / torch.tensor(info.video.display_size[::-1] * 2)
+    boxes = boxes * scale  # pixels of the written video
+    peaks = _face_frames(fps, scores, boxes, speaking, silent, (h, w))
+    _warn_silent(path, silent)
+    _write_grid(out / "grid.png", shown, peaks)
+    doc = {
+        "clip": str(path),
+        "mode": "faces",
+        "mode_reason": f"{len(found.tracks)} face(s) found",
+        "checkpoint": speaker.checkpoint,
+        "method": "active_speaker",
+        "fps": fps,
+        "width": w,
+        "height": h,
+        "window_s": speaker.window_s,
+        "threshold": speaker.threshold,
+        "faces": [
+            {"face": k, "box": _rounded(torch.nanmedian(boxes[k, :n], 0).values), "landmarks": round(share, 3)}
+            for k, share in enumerate(found.landmarks)
+        ],
+        "frames": [asdict(p) for p in peaks],
+    }
+    _write_json(out / "peaks.json", doc)
+    return LocalizeResult(
+        str(path), str(out), total, fps, int(silent.sum()), "active_speaker", speaker.checkpoint, peaks, "faces"
+    )
+
+
+def _face_frames(
+    fps: float,
+    scores: torch.Tensor,
+    boxes: torch.Tensor,
+    speaking: list[int | None],
+    silent: torch.Tensor,
+    hw: tuple[int, int],
+) -> list[FaceFrame]:
+    """The :class:`FaceFrame` of every frame: boxes ``(K, T, 4)`` in pixels of the written video ``hw``."""
+    h, w = hw
+    frames = []
+    for t, face in enumerate(speaking):
+        s = scores[:, t] if t < scores.shape[1] else None
+        entry = FaceFrame(
+            round(t / fps, 4),
+            bool(silent[t]),
+            scores=None if s is None else [round(float(v), 3) for v in s],
+            boxes=[_rounded(b) for b in boxes[:, t]],
+        )
+        if s is not None and len(s):
+            entry.max, entry.mean = round(float(s.max()), 3), round(float(s.mean()), 3)
+        if face is not None:
+            x0, y0, x1, y1 = boxes[face, t].tolist()
+            x, y = min(w - 1, max(0, round((x0 + x1) / 2))), min(h - 1, max(0, round((y0 + y1) / 2)))
+            entry.face, entry.peak_x, entry.peak_y = face, x, y
+            entry.peak_u, entry.peak_v = (x + 0.5) / w, (y + 0.5) / h
+        frames.append(entry)
+    return frames
+
+
+def _rounded(box: torch.Tensor) -> list[float] | None:
+    """A box as a JSON list (one decimal), None where it is NaN (no face there)."""
+    return None if bool(box.isnan().any()) else [round(float(v), 1) for v in box]
+
+
+def _write_faces_heatmap(
+    path: str | Path, info, target: Path, fps: float, boxes: torch.Tensor, speaking: list[int | None], size: int
+) -> tuple[dict[int, tuple[torch.Tensor, torch.Tensor]], tuple[int, int]]:
+    """Streams ``heatmap.mp4`` chunk by chunk: each frame with a blob over its speaking face (original boxes
+    ``(K, T, 4)``). Returns the frames of :func:`grid_indices` with their overlays, and the written size."""
+    total = len(speaking)
+    grid = {int(k) for k in grid_indices(total)}
+    shown: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    disp_h, disp_w = info.video.display_size
+    chunk = round(CHUNK_S * fps)
+    hw = None
+    with contextlib.ExitStack() as stack:
+        writer = None
+        for c0 in progress.bar(range(0, total, chunk), desc="drawing", unit="chunk"):
+            c1 = min(total, c0 + chunk)
+            frames = read_frames(path, c0 / fps, (c1 - c0) / fps, fps=fps, size=size)
+            if len(frames) < c1 - c0:  # the picture ends early: its last frame held, as the maps were
+                last = frames[-1:] if len(frames) else torch.zeros(1, *(hw or (size, size)), 3, dtype=torch.uint8)
+                frames = torch.cat([frames, last.expand(c1 - c0 - len(frames), -1, -1, -1)])
+            h, w = hw = frames.shape[1:3]
+            if writer is None:
+                writer = stack.enter_context(
+                    VideoWriter(
+                        target,
+                        fps,
+                        (h, w),
+                        audio_rate=info.audio.sample_rate,
+                        audio_channels=info.audio.channels,
+                        protect=[path],
+                    )
+                )
+            scale = torch.tensor([w / disp_w, h / disp_h, w / disp_w, h / disp_h])
+            for b0 in range(c0, c1, _BLOCK):
+                b1 = min(c1, b0 + _BLOCK)
+                nan = torch.full((4,), float("nan"))
+                chosen = torch.stack(
+                    [nan if f is None else boxes[f, t] * scale for t, f in enumerate(speaking[b0:b1], b0)]
+                )
+                block = frames[b0 - c0 : b1 - c0]
+                over = blob_overlay(block, face_blobs(chosen, h, w))
+                for t in range(b0, b1):
+                    if t in grid:
+                        shown[t] = (block[t - b0].clone(), over[t - b0].clone())
+                writer.write(over)
+            writer.write_audio(_original_audio(path, info, c0 / fps, None if c1 == total else c1 / fps))
+    return shown, hw
+
+
+def _warn_silent(path: str | Path, silent: torch.Tensor) -> None:
+    if silent.all():
+        warnings.warn(
+            f"{path}: the audio is silent (below {SILENCE_DBFS:.0f} dBFS): no sound to localize", stacklevel=3
+        )
+
+
+def _write_grid(target: Path, shown: dict[int, tuple[torch.Tensor, torch.Tensor]], peaks: list[FramePeak]):
+    """``grid.png`` from the kept frames; returns the written video's ``(height, width)``."""
+    frames, over = (torch.stack(x) for x in zip(*(shown[k] for k in sorted(shown))))
+    write_grid(target, frames, over, [peaks[k] for k in sorted(shown)])
+    return tuple(frames.shape[1:3])
+
+
+def _write_json(target: Path, doc: dict) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def _check_clip(path: str | Path, info) -> float:
+    """The clip's duration (to the end of its picture); refuses a clip without picture or sound or too short."""
     for stream, name in ((info.video, "video"), (info.audio, "audio")):
         if stream is None:
             raise MissingStreamError(path, f"the file has no {name} stream; localize needs both picture and sound")
     duration = info.duration if info.video.duration is None else info.video.start + info.video.duration
     if duration < MIN_DURATION_S:
         raise ClipRangeError(path, f"the clip is {duration:.2f} s long; localize needs at least {MIN_DURATION_S} s")
-    if duration < loc.num_frames / loc.fps:
+    return duration
+
+
+def _warn_short(path: str | Path, duration: float, window_s: float) -> None:
+    if duration < window_s:
         warnings.warn(
-            f"{path}: the clip ({duration:.2f} s) is shorter than the model's {loc.num_frames / loc.fps:.2f} s "
+            f"{path}: the clip ({duration:.2f} s) is shorter than the model's {window_s:.2f} s "
             "window; its maps come from fewer audio events and are less reliable",
             stacklevel=3,
         )
-    return duration
 
 
 def _write_heatmap(
@@ -430,7 +719,27 @@ def localize(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("clip", help="video file with audio")
     parser.add_argument("--out", required=True, help="folder for heatmap.mp4, grid.png and peaks.json")
-    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="localize or sync checkpoint")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="auto",
+        help="faces: which face is speaking, frame by frame; dense: a map over every place; auto (default): "
+        "faces when a face is found, else dense",
+    )
+    parser.add_argument(
+        "--checkpoint", default=str(DEFAULT_CHECKPOINT), help="the dense path's localize or sync checkpoint"
+    )
+    parser.add_argument(
+        "--speaker-checkpoint",
+        default=str(DEFAULT_SPEAKER_CHECKPOINT),
+        help="the faces path's sync checkpoint (one that reads mouths)",
+    )
+    parser.add_argument(
+        "--speaking-threshold",
+        type=float,
+        default=SPEAKING_THRESHOLD,
+        help=f"sync score a face must reach to be judged speaking (default {SPEAKING_THRESHOLD:g})",
+    )
     parser.add_argument("--size", type=int, default=224, help="shorter side of the written video (default 224)")
     parser.add_argument("--report", action="store_true", help=f"also write {REPORT}: the heat map video to watch")
     add_device_argument(parser)
@@ -438,10 +747,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # warnings: one line each (avlearn.cli)
-    result = localize(args.clip, args.out, args.checkpoint, report=args.report, size=args.size, device=args.device)
+    result = localize(
+        args.clip,
+        args.out,
+        args.checkpoint,
+        report=args.report,
+        size=args.size,
+        device=args.device,
+        mode=args.mode,
+        speaker_checkpoint=args.speaker_checkpoint,
+        speaking_threshold=args.speaking_threshold,
+    )
+    if result.mode == "faces":
+        faces = len(result.peaks[0].scores or []) if result.peaks else 0
+        heard = Counter(p.face for p in result.peaks if p.face is not None)
+        said = ", ".join(f"face {k} in {heard[k]}" for k in sorted(heard)) or "no one"
+        how = f"active speaker among {faces} face(s): {said} of them"
+    else:
+        how = f"localized with {result.method}"
     print(
-        f"{result.path}: {result.frames} frames at {result.fps:g} fps localized with {result.method} "
-        f"({result.silent_frames} silent) -> {result.out}/heatmap.mp4, grid.png, peaks.json"
-        + (f", {REPORT}" if args.report else "")
+        f"{result.path}: {result.frames} frames at {result.fps:g} fps, {how} ({result.silent_frames} silent) "
+        f"-> {result.out}/heatmap.mp4, grid.png, peaks.json" + (f", {REPORT}" if args.report else "")
     )
     return 0
