@@ -9,6 +9,12 @@ written into a folder beside it and moved in together at the end (:func:`avlearn
 clip that fails (no audio, no face, too short) leaves ``--out`` as it was, the folder never mixes two
 runs, and the input can never be overwritten.
 
+An audio-only checkpoint (``asep_unet_pit``: a fixed number of voices, in no particular order) takes another
+route: the soundtrack is separated alone (long windows, each window's voices put in the order of the one
+before by their agreement where they overlap), the faces are followed and their aligned mouths cut
+(:func:`avlearn.pipelines.mouths.clip_mouths`), and each voice goes to the face whose mouth a sync model
+finds it goes with (:func:`assign_voices` over :func:`avlearn.pipelines.mouths.speaking_scores`).
+
 Memory does not grow with the clip: the frames are read ``READ_CHUNK_S`` seconds at a time, three times
 (faces, keeping only their boxes; mouth crops for each batch of windows; the speaker videos, encoded as
 they come), and only the soundtrack, the voices and per-frame boxes are held whole (a few MB a minute).
@@ -18,16 +24,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 
 from avlearn import progress
 from avlearn.io import (
@@ -42,12 +50,14 @@ from avlearn.io import (
 )
 from avlearn.io.outdir import staged_output
 from avlearn.io.write import VideoWriter, atomic_path
+from avlearn.models.weights import CheckpointError
 from avlearn.pipelines.checkpoints import add_device_argument, autocast, default_checkpoint, load_model, resolve_device
 from avlearn.report import REPORT, write_report
 from avlearn.video.detect import FaceDetector
 from avlearn.video.faces import FaceTrack, crop_boxes, detection_step, link_tracks, mouth_boxes
 
 DEFAULT_CHECKPOINT = default_checkpoint("separation")
+AUDIO_WINDOW_S = 8.0  # an audio-only separator's windows (it is convolutional: any length), half overlapping
 MAX_SHORT_SIDE = 360  # frames are read at most this size: enough for mouth crops, cheap for 720p/1080p
 MIN_DURATION = 0.3  # seconds; shorter clips are padded to one model window, shorter than this is refused
 SPEAKER_VIDEO_SIZE = 192
@@ -134,6 +144,7 @@ def separate_clip(
     boxes: list | None = None,
     batch_size: int = 8,
     device: str | torch.device = "auto",
+    sync_checkpoint: str | Path | None = None,
 ) -> SeparationResult:
     """Separates the voice of every face in a clip.
 
@@ -147,6 +158,8 @@ def separate_clip(
         boxes: face boxes per speaker in original pixels (see ``--boxes``) instead of the face tracker.
         batch_size: windows per forward pass.
         device: ``auto`` (a CUDA GPU when there is one), ``cpu``, ``cuda``; a GPU runs in mixed precision.
+        sync_checkpoint: with an audio-only ``checkpoint``, the mouth sync model that gives each voice its
+            face (None: the shipped ``sync`` checkpoint).
 
     Raises:
         MissingStreamError: no audio or no video stream.
@@ -161,6 +174,11 @@ def separate_clip(
     fps, sr = pre["fps"], pre["sample_rate"]
     info = probe(path)
     notes = _check_clip(path, info, sr)
+    if getattr(net, "crops", None) is None:
+        if boxes is not None:
+            raise BoxesError(f"--boxes needs a visual separator; {checkpoint} ({model_name}) is audio-only")
+        sync = sync_checkpoint if sync_checkpoint is not None else default_checkpoint("sync")
+        return _separate_audio_only(path, info, net, pre, str(checkpoint), model_name, sync, notes, device, t0)
     short = min(info.video.display_size)
     size = MAX_SHORT_SIDE if short > MAX_SHORT_SIDE else None
     scale = short / MAX_SHORT_SIDE if size else 1.0
@@ -181,6 +199,116 @@ def separate_clip(
     return SeparationResult(
         str(path), sr, fps, voices, audio, tracks, n_valid, size, scale, str(checkpoint), model_name, notes, timings
     )
+
+
+def _separate_audio_only(
+    path: str | Path,
+    info,
+    net: torch.nn.Module,
+    pre: dict[str, Any],
+    checkpoint: str,
+    model_name: str,
+    sync_checkpoint: str | Path,
+    notes: list[str],
+    device: torch.device,
+    t0: float,
+) -> SeparationResult:
+    """:func:`separate_clip` with an audio-only separator: voices from the sound alone, faces by their aligned
+    mouths, each voice given to a face by sync score (see the module docstring)."""
+    from avlearn.pipelines.mouths import clip_mouths, speaking_scores  # mouths reads frames with this module
+
+    sync, doc = load_model(sync_checkpoint, "sync", device)
+    sp = doc["preprocessing"]
+    if sp.get("crop") != "mouth":
+        raise CheckpointError(
+            f"{sync_checkpoint}: assigning voices to faces needs a sync model of mouths (crop: mouth)"
+        )
+    if int(sp["sample_rate"]) != int(pre["sample_rate"]):
+        raise CheckpointError(
+            f"{sync_checkpoint}: its sound is {sp['sample_rate']} Hz, the separator's {pre['sample_rate']} Hz"
+        )
+    fps, sr = float(sp["fps"]), int(pre["sample_rate"])
+    sound = read_clip(path, 0.0, info.duration, sample_rate=sr, video=False)
+    faces = clip_mouths(path, fps, int(sp["size"]))
+    t_faces = time.perf_counter()
+    if not faces.tracks:
+        raise NoFaceError(path, "no face found (BlazeFace detector); nothing was written")
+    n_valid = max(1, min(faces.num_frames, round(sound.audio_end / sr * fps)))
+    audio = sound.audio[0, : round(n_valid / fps * sr)]
+    voices = separate_audio(net, audio)
+    t_sep = time.perf_counter()
+    scores = torch.stack([speaking_scores(sync, faces.mouths, v, sp["window"]).mean(1) for v in voices], 1)
+    order = assign_voices(scores)
+    out = torch.stack([voices[v] if v is not None else torch.zeros_like(audio) for v in order])
+    if len(faces.tracks) == 1:
+        notes.append("one face found: it gets the separated voice its mouth goes with; the other is not written")
+    notes += [
+        f"face {k}: no voice left for it ({len(voices)} voices separated)" for k, v in enumerate(order) if v is None
+    ]
+    if len(faces.tracks) > 1 and len(voices) > len(faces.tracks):
+        notes.append(f"{len(voices) - len(faces.tracks)} separated voice(s) went with no visible face: not written")
+    short = min(info.video.display_size)
+    size = MAX_SHORT_SIDE if short > MAX_SHORT_SIDE else None
+    scale = short / MAX_SHORT_SIDE if size else 1.0
+    tracks = [replace(tr, boxes=tr.boxes / scale) for tr in faces.tracks]  # in pixels of the frames as read
+    timings = {
+        "decode_s": t_faces - t0 - faces.timings["detect_s"] - faces.timings["mouths_s"],
+        "detect_s": faces.timings["detect_s"],
+        "mouths_s": faces.timings["mouths_s"],
+        "separate_s": t_sep - t_faces,
+        "assign_s": time.perf_counter() - t_sep,
+    }
+    name = f"{model_name} + sync assignment ({Path(sync_checkpoint).name})"
+    return SeparationResult(
+        str(path), sr, fps, out, audio, tracks, n_valid, size, scale, checkpoint, name, notes, timings
+    )
+
+
+@torch.no_grad()
+def separate_audio(net: torch.nn.Module, audio: torch.Tensor, window_s: float = AUDIO_WINDOW_S) -> torch.Tensor:
+    """The voices ``(M, S)`` of an audio-only separator over ``audio`` ``(S,)``, in windows of ``window_s``
+    seconds with a half-window hop, Hann-weighted overlap-add. The separator's outputs come in no particular
+    order, so each window's are put in the order that agrees best (correlation) with the voices so far where
+    the two overlap."""
+    device = next(net.parameters()).device
+    column = net.time_stride * net.front_end.stft.hop_length  # samples per bottleneck column
+    win = max(column, round(window_s * net.front_end.sample_rate) // column * column)
+    win = min(win, -(-audio.shape[0] // column) * column)  # a short clip: one window, padded to a column
+    total = max(win, audio.shape[0])
+    padded = torch.nn.functional.pad(audio, (0, total - audio.shape[0]))
+    weight = torch.hann_window(win, periodic=False) + 1e-3
+    out, norm = None, torch.zeros(total)
+    for s in _window_starts(total, win):
+        with autocast(device):
+            est = net.separate(padded[None, s : s + win].to(device))[0].float().cpu()  # (M, win)
+        if out is None:
+            out = torch.zeros(len(est), total)
+        else:
+            so_far = out[:, s : s + win] / norm[s : s + win].clamp(min=1e-8)
+            overlap = norm[s : s + win] > 0
+            best = max(
+                itertools.permutations(range(len(est))),
+                key=lambda p: sum(_correlation(so_far[i, overlap], est[j, overlap]) for i, j in enumerate(p)),
+            )
+            est = est[list(best)]
+        out[:, s : s + win] += est * weight
+        norm[s : s + win] += weight
+    return (out / norm)[:, : audio.shape[0]]
+
+
+def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a * b).sum() / (a.norm() * b.norm() + 1e-8))
+
+
+def assign_voices(scores: torch.Tensor) -> list[int | None]:
+    """For each face, the voice it gets: ``scores`` ``(K faces, M voices)`` (higher: this voice goes with this
+    face's mouth) -> a voice index per face, the assignment of largest total score (Hungarian method), None
+    for the faces left over when there are fewer voices than faces."""
+    faces, voices = linear_sum_assignment(scores.numpy(), maximize=True)
+    order: list[int | None] = [None] * scores.shape[0]
+    for f, v in zip(faces, voices):
+        order[int(f)] = int(v)
+    return order
 
 
 def _check_clip(path: str | Path, info, sample_rate: int) -> list[str]:
@@ -416,6 +544,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--boxes", help="JSON file: per speaker a face box [x0, y0, x1, y1] or one per frame")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="separation checkpoint")
+    parser.add_argument(
+        "--sync-checkpoint",
+        default=None,
+        help="with an audio-only separation checkpoint: the mouth sync model that gives each voice its face "
+        "(default: the shipped sync checkpoint)",
+    )
     parser.add_argument("--report", action="store_true", help=f"also write {REPORT}: each voice to play")
     add_device_argument(parser)
 
@@ -436,7 +570,9 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)  # before --out is touched
     try:  # --out is checked and locked before any work; results move into it as a whole at the end
         with staged_output(args.out, [args.clip, args.boxes], OUTPUTS, "separate") as tmp:
-            result = separate_clip(args.clip, args.checkpoint, boxes=boxes, device=device)
+            result = separate_clip(
+                args.clip, args.checkpoint, boxes=boxes, device=device, sync_checkpoint=args.sync_checkpoint
+            )
             write_result(result, tmp)
             if args.report:
                 write_report("separate", tmp)
