@@ -1,0 +1,382 @@
+"""Active speaker on real clips: which face is making the sound, frame by frame (`avlearn localize`'s faces path).
+
+    .venv/bin/python benchmarks/active_speaker.py all --checkpoint CKPT      # or one of: threshold pairs car show
+    .venv/bin/python benchmarks/active_speaker.py instruments --checkpoint CKPT
+
+Only people never used in training are measured (data/real/test.jsonl, split by person); the threshold is
+chosen on the validation people (data/real/val.jsonl), never on the test ones.
+
+- threshold: each validation face with its own sound (speaking) and with another validation person's sound
+  (a mouth that does not go with what is heard), every frame scored; the threshold with the best balanced
+  accuracy between the two, and the average precision of the scores.
+- pairs ("who is speaking"): two talking heads of different held-out people side by side at the same height,
+  only one of them heard (the other's own sound dropped), each pair in both layouts and with either heard,
+  as long as the shorter clip and at most --max-seconds; written to a temporary folder. Per frame the face
+  the faces path chooses (the highest score, if it reaches the threshold and the sound is not silent) is
+  right when it is the heard one; "peak" also counts the highest score alone (no threshold).
+- car: MSDWILD's in-car face tracks (one face each, the car's whole sound), labelled speaking / not speaking
+  as a whole: every face-frame scored; average precision over the face-frames ranked by score (the
+  active-speaker field's mAP, AVA-ActiveSpeaker style, non-interpolated), accuracy at the threshold per frame
+  and per track (the track's mean score).
+- show: MSDWILD's 3-person talk show with its RTTM; the speakers were matched to the faces by looking at the
+  frames of their turns (SHOW_FACES); per-frame accuracy of the chosen face in single-speaker turns.
+- instruments: `avlearn localize` (--mode auto, the faces path's checkpoint given) on the instruments test
+  clips must take the dense path (no face there), so the dense figures of benchmarks/localize.py stand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from avlearn.data.manifest import read_manifest
+from avlearn.io import read_clip
+from avlearn.io.write import write_video
+from avlearn.pipelines.localize import (
+    SILENCE_DBFS,
+    SPEAKING_THRESHOLD,
+    ActiveSpeaker,
+    localize,
+    speaking_faces,
+    window_rms_dbfs,
+)
+from avlearn.pipelines.mouths import clip_mouths
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "real-av" / "video"
+MSDWILD = SHARED / "X-LANCE+MSDWILD"
+ONE_VOICE = ("msdwild-car", "msdwild-show")  # groups that are not one person talking to the camera
+# The talk show's RTTM speakers, matched by looking at their turns (docs/localization.md): speaker 2 is the man
+# on the left (light blue shirt; he talks 5.6-11.3 s while the boys look at him), speaker 0 the boy in the green
+# shirt in the middle (0.95-5.6 s and 12.5-24.3 s), speaker 1 the boy in the red shirt on the right (0-0.8 s,
+# under speaker 2). A face track is a speaker's when its median centre lies in the speaker's span of the width.
+SHOW_FACES = {2: (0.0, 0.44), 0: (0.44, 0.69), 1: (0.69, 1.0)}
+FPS, SR = 25.0, 16000
+
+
+def table(header: list[str], rows: list[list], align: str = "---:") -> None:
+    """A markdown table: the first column left-aligned, the others as ``align``."""
+    print("| " + " | ".join(header) + " |")
+    print("|---|" + "|".join([align] * (len(header) - 1)) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(x) for x in row) + " |")
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Non-interpolated average precision: the mean, over the positives ranked by score, of the precision at
+    each (as sklearn's ``average_precision_score``)."""
+    order = np.argsort(-scores, kind="stable")
+    hits = labels[order].astype(bool)
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float(precision[hits].mean()) if hits.any() else float("nan")
+
+
+def best_threshold(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
+    """The threshold (midway between neighbouring scores) with the best balanced accuracy, and that accuracy."""
+    values = np.unique(np.concatenate([pos, neg]))
+    cuts = np.concatenate([[values[0] - 1], (values[1:] + values[:-1]) / 2, [values[-1] + 1]])
+    pos_s, neg_s = np.sort(pos), np.sort(neg)
+    tpr = 1 - np.searchsorted(pos_s, cuts, side="left") / len(pos_s)  # share of pos >= cut
+    tnr = np.searchsorted(neg_s, cuts, side="left") / len(neg_s)  # share of neg < cut
+    bal = (tpr + tnr) / 2
+    k = int(np.argmax(bal))
+    return float(cuts[k]), float(bal[k])
+
+
+def sound(path: Path, seconds: float) -> torch.Tensor:
+    """The clip's sound at 16 kHz mono from 0, ``seconds`` long (zero-padded)."""
+    audio = read_clip(path, 0.0, seconds, sample_rate=SR, video=False).audio[0]
+    return F.pad(audio, (0, max(0, round(seconds * SR) - audio.shape[0])))[: round(seconds * SR)]
+
+
+def one_voice_people(split: str) -> dict[str, dict]:
+    """The first clip of each person of ``split`` who talks alone to the camera (speech, not 'speech?')."""
+    people: dict[str, dict] = {}
+    for row in read_manifest(f"data/real/{split}.jsonl"):
+        meta = row["meta"]
+        if meta["group"] in ONE_VOICE or meta["kind"] != "speech" or len(meta["people"]) != 1:
+            continue
+        people.setdefault(meta["people"][0], row)
+    return people
+
+
+def threshold(speaker: ActiveSpeaker, max_seconds: float) -> dict:
+    people = one_voice_people("val")
+    names = sorted(people)
+    pos, neg = [], []
+    mouths = {}
+    for name in names:
+        path = Path(people[name]["path"])
+        found = clip_mouths(path, speaker.fps, speaker.size)
+        n = min(found.num_frames, round(max_seconds * FPS))
+        mouths[name] = [m[:n] for m in found.mouths]
+        print(f"  {name}: {path.name}, {len(found.tracks)} face(s), {n} frames")
+    for i, name in enumerate(names):
+        if not mouths[name]:
+            continue
+        n = len(mouths[name][0])
+        other = names[(i + 1) % len(names)]
+        own = speaker.scores(mouths[name], sound(Path(people[name]["path"]), n / FPS))
+        theirs = speaker.scores(mouths[name], sound(Path(people[other]["path"]), n / FPS))
+        pos.append(own.flatten().numpy())
+        neg.append(theirs.flatten().numpy())
+    pos, neg = np.concatenate(pos), np.concatenate(neg)
+    cut, bal = best_threshold(pos, neg)
+    ap = average_precision(np.concatenate([pos, neg]), np.r_[np.ones(len(pos)), np.zeros(len(neg))])
+    print("\n### Threshold on the validation people\n")
+    header = ["people", "speaking frames", "not-speaking frames", "mean score, own sound", "mean score, other's"]
+    table(
+        header + ["AP", "threshold", "balanced accuracy"],
+        [
+            [
+                len(names),
+                len(pos),
+                len(neg),
+                f"{pos.mean():+.2f}",
+                f"{neg.mean():+.2f}",
+                f"{ap:.3f}",
+                f"{cut:+.2f}",
+                f"{bal:.3f}",
+            ]
+        ],
+    )
+    return {"threshold": cut, "balanced_accuracy": bal, "ap": ap}
+
+
+def compose(left: Path, right: Path, heard: Path, seconds: float, height: int, out: Path) -> int:
+    """``left`` and ``right`` side by side at ``height`` (aspect kept), the sound of ``heard`` alone; returns the
+    left column's width."""
+    cols = []
+    for p in (left, right):
+        v = read_clip(p, 0.0, seconds, fps=FPS, video=True, audio=False).video  # (C, T, H, W)
+        w = round(v.shape[-1] * height / v.shape[-2] / 2) * 2
+        v = F.interpolate(v.permute(1, 0, 2, 3).float(), size=(height, w), mode="bilinear", antialias=True)
+        cols.append(v.round().clamp(0, 255).to(torch.uint8))
+    t = min(len(c) for c in cols)
+    video = torch.cat([c[:t] for c in cols], dim=3).permute(1, 0, 2, 3)  # (C, T, H, W)
+    write_video(out, video, FPS, sound(heard, t / FPS)[None], SR)
+    return cols[0].shape[-1]
+
+
+def pairs(speaker: ActiveSpeaker, max_seconds: float, height: int) -> dict:
+    people = one_voice_people("test")
+    names = sorted(people)
+    per_person = defaultdict(lambda: [0, 0])
+    rows, t0 = [], time.perf_counter()
+    print(f"\n{len(names)} held-out people: {', '.join(names)}")
+    with tempfile.TemporaryDirectory(prefix="avlearn-asd-") as tmp:
+        for a, b in itertools.permutations(names, 2):  # a on the left, b on the right
+            pa, pb = Path(people[a]["path"]), Path(people[b]["path"])
+            seconds = min(max_seconds, people[a]["end"], people[b]["end"])
+            clips = {h: Path(tmp) / f"{a}+{b}_{h}.mp4" for h in (a, b)}
+            for h, p in clips.items():
+                mid = compose(pa, pb, Path(people[h]["path"]), seconds, height, p)
+            found = clip_mouths(clips[a], speaker.fps, speaker.size)
+            sides = [
+                "left" if np.nanmedian((tr.boxes[:, 0] + tr.boxes[:, 2]) / 2) < mid else "right" for tr in found.tracks
+            ]
+            for h in (a, b):
+                heard_side = "left" if h == a else "right"
+                audio = sound(clips[h], found.num_frames / FPS)
+                if found.tracks:
+                    scores = speaker.scores(found.mouths, audio)
+                    silent = window_rms_dbfs(audio, scores.shape[1], FPS, SR, speaker.num_frames) < SILENCE_DBFS
+                    chosen = speaking_faces(scores, silent, speaker.threshold)
+                    peak = scores.argmax(0).tolist()
+                else:
+                    chosen, peak = [None] * found.num_frames, [None] * found.num_frames
+                right = [c is not None and sides[c] == heard_side for c in chosen]
+                right_peak = [c is not None and sides[c] == heard_side for c in peak]
+                nobody = sum(c is None for c in chosen)
+                rows.append(
+                    (
+                        a,
+                        b,
+                        h,
+                        len(found.tracks),
+                        len(right),
+                        np.mean(right),
+                        np.mean(right_peak),
+                        nobody / max(1, len(chosen)),
+                    )
+                )
+                per_person[h][0] += sum(right)
+                per_person[h][1] += len(right)
+                print(
+                    f"  {a} | {b}, heard {h}: {len(found.tracks)} faces, {len(right)} frames, chosen right "
+                    f"{np.mean(right):.2f}, peak right {np.mean(right_peak):.2f}, no one {rows[-1][-1]:.2f}",
+                    flush=True,
+                )
+    arr = np.array([r[4:] for r in rows], dtype=float)
+    frames = arr[:, 0]
+    chosen_acc = float((arr[:, 1] * frames).sum() / frames.sum())
+    peak_acc = float((arr[:, 2] * frames).sum() / frames.sum())
+    nobody = float((arr[:, 3] * frames).sum() / frames.sum())
+    two = sum(r[3] == 2 for r in rows)
+    print("\n### Who is speaking: two held-out people side by side, one heard\n")
+    header = ["composites", "with 2 faces found", "frames", "chosen face is the heard one"]
+    table(
+        header + ["peak (highest score) on the heard one", "no one chosen", "mean per composite (chosen)"],
+        [
+            [
+                len(rows),
+                two,
+                int(frames.sum()),
+                f"{chosen_acc:.3f}",
+                f"{peak_acc:.3f}",
+                f"{nobody:.3f}",
+                f"{arr[:, 1].mean():.3f}",
+            ]
+        ],
+    )
+    print("\n| heard person | frames | chosen face is theirs |\n|---|---:|---:|")
+    for name in names:
+        ok, n = per_person[name]
+        print(f"| {name} | {n} | {ok / max(1, n):.3f} |")
+    print(f"\n({time.perf_counter() - t0:.0f} s)")
+    return {"composites": len(rows), "chosen": chosen_acc, "peak": peak_acc, "nobody": nobody}
+
+
+def main_track(found) -> int | None:
+    """The face a one-face crop is about: the track with the largest median box."""
+    if not found.tracks:
+        return None
+    areas = [np.nanmedian((t.boxes[:, 2] - t.boxes[:, 0]) * (t.boxes[:, 3] - t.boxes[:, 1])) for t in found.tracks]
+    return int(np.argmax(areas))
+
+
+def car(speaker: ActiveSpeaker) -> dict:
+    scores, labels, per_track = [], [], []
+    for label, folder in ((1, "speaking_mp4s"), (0, "silence_mp4s")):
+        for path in sorted((MSDWILD / "samples" / "demo1" / folder).glob("*.mp4"), key=lambda p: int(p.stem)):
+            found = clip_mouths(path, speaker.fps, speaker.size)
+            k = main_track(found)
+            if k is None:  # no face: every frame scored as not speaking
+                s = torch.full((found.num_frames,), -np.inf)
+            else:
+                s = speaker.scores([found.mouths[k]], sound(path, found.num_frames / FPS))[0]
+            scores.append(s.numpy())
+            labels.append(np.full(len(s), label))
+            per_track.append((folder, path.stem, label, float(s.mean()), len(found.tracks)))
+            print(
+                f"  {folder}/{path.name}: {len(found.tracks)} face(s), {len(s)} frames, mean score {s.mean():+.2f}",
+                flush=True,
+            )
+    s, y = np.concatenate(scores), np.concatenate(labels)
+    ap = average_precision(s, y)
+    pred = s >= speaker.threshold
+    acc = float((pred == y).mean())
+    bal = float((pred[y == 1].mean() + (~pred[y == 0]).mean()) / 2)
+    clip_acc = float(np.mean([(m >= speaker.threshold) == lab for _, _, lab, m, _ in per_track]))
+    print("\n### MSDWILD in-car face tracks (8 speaking, 17 not speaking)\n")
+    header = ["face-frames", "speaking", "mAP (AP over face-frames)", "frame accuracy", "frame balanced accuracy"]
+    table(
+        header + ["track accuracy"],
+        [[len(s), int(y.sum()), f"{ap:.3f}", f"{acc:.3f}", f"{bal:.3f}", f"{clip_acc:.3f}"]],
+    )
+    return {"map": ap, "frame_accuracy": acc, "balanced": bal, "track_accuracy": clip_acc}
+
+
+def rttm_turns(path: Path, num_frames: int) -> np.ndarray:
+    """``(speakers, T)`` bool: who speaks at each frame (the RTTM's SPEAKER lines)."""
+    lines = [line.split() for line in path.read_text().splitlines() if line.startswith("SPEAKER")]
+    ids = sorted({int(x[7]) for x in lines})
+    active = np.zeros((max(ids) + 1, num_frames), bool)
+    for x in lines:
+        t0, dur = float(x[3]), float(x[4])
+        active[int(x[7]), round(t0 * FPS) : round((t0 + dur) * FPS)] = True
+    return active
+
+
+def show(speaker: ActiveSpeaker) -> dict:
+    clip = MSDWILD / "visualization" / "RELEASED_dark_labels" / "00001.mp4"
+    found = clip_mouths(clip, speaker.fps, speaker.size)
+    width = read_clip(clip, 0.0, 0.04, fps=FPS, audio=False).video.shape[-1]
+    whose = []
+    for k, tr in enumerate(found.tracks):
+        u = float(np.nanmedian((tr.boxes[:, 0] + tr.boxes[:, 2]) / 2)) / width
+        whose.append(next(s for s, (lo, hi) in SHOW_FACES.items() if lo <= u < hi))
+        print(f"  face {k}: centre at {u:.2f} of the width -> speaker {whose[-1]}, landmarks {found.landmarks[k]:.2f}")
+    audio = sound(clip, found.num_frames / FPS)
+    scores = speaker.scores(found.mouths, audio)
+    t = scores.shape[1]
+    silent = window_rms_dbfs(audio, t, FPS, SR, speaker.num_frames) < SILENCE_DBFS
+    chosen = speaking_faces(scores, silent, speaker.threshold)
+    peak = scores.argmax(0).tolist()
+    active = rttm_turns(clip.parent.parent / "rttm_per_file" / "00001.rttm", t)
+    single = active.sum(0) == 1
+    truth = active.argmax(0)
+    table = []
+    for s in sorted(set(truth[single].tolist())):
+        at = np.flatnonzero(single & (truth == s))
+        ok = np.mean([chosen[f] is not None and whose[chosen[f]] == s for f in at])
+        okp = np.mean([whose[peak[f]] == s for f in at])
+        table.append((s, len(at), ok, okp))
+    at = np.flatnonzero(single)
+    ok = float(np.mean([chosen[f] is not None and whose[chosen[f]] == truth[f] for f in at]))
+    okp = float(np.mean([whose[peak[f]] == truth[f] for f in at]))
+    print("\n### MSDWILD talk show (3 people, RTTM), single-speaker frames\n")
+    print("| speaker (face) | frames | chosen face right | peak right |\n|---|---:|---:|---:|")
+    names = {2: "2 (left, man)", 0: "0 (middle, green shirt)", 1: "1 (right, red shirt)"}
+    for s, n, a, b in table:
+        print(f"| {names[s]} | {n} | {a:.3f} | {b:.3f} |")
+    print(f"| **all** | {len(at)} | {ok:.3f} | {okp:.3f} |")
+    return {"frames": len(at), "chosen": ok, "peak": okp}
+
+
+def instruments(args) -> dict:
+    rows = read_manifest(args.instruments)[: args.num_clips]
+    modes = defaultdict(int)
+    with tempfile.TemporaryDirectory(prefix="avlearn-asd-") as tmp:
+        for row in rows:
+            result = localize(row["path"], Path(tmp) / "out", mode="auto", speaker_checkpoint=args.checkpoint)
+            doc = json.loads((Path(tmp) / "out" / "peaks.json").read_text())
+            modes[(result.mode, doc["mode_reason"])] += 1
+    print(f"\n### `avlearn localize` on the instruments test clips ({len(rows)}), --mode auto\n")
+    print("| path taken | why | clips |\n|---|---|---:|")
+    for (mode, why), n in sorted(modes.items()):
+        print(f"| {mode} | {why} | {n} |")
+    return dict(modes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("all", "threshold", "pairs", "car", "show", "instruments"))
+    parser.add_argument("--checkpoint", required=True, help="sync checkpoint that reads mouths")
+    parser.add_argument("--threshold", type=float, default=None, help="default: chosen on val (all) or the shipped one")
+    parser.add_argument("--max-seconds", type=float, default=6.0, help="pairs: composites at most this long")
+    parser.add_argument("--val-seconds", type=float, default=10.0, help="threshold: at most this much of a val clip")
+    parser.add_argument("--height", type=int, default=256, help="pairs: the composites' height")
+    parser.add_argument("--instruments", default="data/instruments/test.jsonl")
+    parser.add_argument("--num-clips", type=int, default=None)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    speaker = ActiveSpeaker(args.checkpoint, "auto", SPEAKING_THRESHOLD if args.threshold is None else args.threshold)
+    print(f"checkpoint {args.checkpoint}")
+    if args.what == "instruments":
+        instruments(args)
+        return
+    if args.what in ("all", "threshold"):
+        chosen = threshold(speaker, args.val_seconds)
+        if args.threshold is None:
+            speaker.threshold = chosen["threshold"]
+    print(f"\nthreshold {speaker.threshold:+.3f}")
+    for name, job in (
+        ("car", lambda: car(speaker)),
+        ("show", lambda: show(speaker)),
+        ("pairs", lambda: pairs(speaker, args.max_seconds, args.height)),
+    ):
+        if args.what in ("all", name):
+            job()
+
+
+if __name__ == "__main__":
+    main()
