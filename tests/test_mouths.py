@@ -112,3 +112,36 @@ def test_sync_offset_with_a_mouth_model_and_no_face_reads_the_whole_picture(mout
     result = json.loads(capsys.readouterr().out)
     assert result["checkpoint"] == str(FRAME_CHECKPOINT) and result["faces"] == [] and result["face"] is None
     assert result["notes"][0].startswith("no face found: the whole picture was read")
+
+
+def test_the_real_faces_recipe_trains_on_mouths_and_refuses_a_frame_model(tmp_path, capsys):
+    """The recipe's data path end to end, on the shipped drawn faces (the real clips are not in the repo)."""
+    from avlearn.cli import main
+    from avlearn.models.weights import load_weights
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "sync" / "real_mouths_avsync_mbt.yaml"
+    args = [
+        "fit", "-c", str(recipe),
+        "--model.init_args.model", "avsync_mbt_tiny",
+        "--model.init_args.model_args", '{"crop": "mouth"}',
+        "--data.init_args.train_manifest", str(DEMO / "test.jsonl"),
+        "--data.init_args.val_manifest", str(DEMO / "test.jsonl"),
+        "--data.init_args.size", "32",
+        "--data.init_args.window", "0.32",
+        "--data.init_args.batch_size", "4",
+        "--data.init_args.mouth_pieces", '{"segment": 2.0, "repeats": 2}',
+        "--trainer.max_epochs", "1",
+        "--trainer.precision", "32-true",
+        "--trainer.default_root_dir", str(tmp_path),
+        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir", str(tmp_path),
+        "--trainer.enable_progress_bar", "false",
+    ]  # fmt: skip
+    assert main(args) == 0
+    version = next(tmp_path.glob("lightning_logs/version_*"))
+    _, doc = load_weights(version / "weights" / "last", task="sync")
+    assert doc["preprocessing"]["crop"] == "mouth" and doc["components"]["video"]["args"]["crop"] == "mouth"
+    # whole frames for a model that reads mouths (or the reverse) would misalign nothing but mean nothing: refused
+    frame_model = [a if a != '{"crop": "mouth"}' else "{}" for a in args]
+    assert main([*frame_model[:-2], "--trainer.default_root_dir", str(tmp_path / "b")]) == 1
+    assert "'crop': 'mouth'" in capsys.readouterr().err
