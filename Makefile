@@ -20,12 +20,13 @@ system-deps:
 
 # The four jobs on shipped clips (assets/demo/README.md), each with a report.html to open in a browser, then
 # where each wrote its results.
-DEMO_OUT := out/demo out/sync-offset out/separate out/localize out/recognize
+DEMO_OUT := out/demo out/sync-offset out/separate out/localize out/localize-faces out/recognize
 demo: venv
 	$(VENV)/bin/avlearn demo --out out/demo
 	$(VENV)/bin/avlearn sync-offset assets/demo/speakers/test/000001.mp4 --shift-audio-ms 200 --out out/sync-offset --report
 	$(VENV)/bin/avlearn separate assets/demo/speakers/test/000001.mp4 --out out/separate --report
 	$(VENV)/bin/avlearn localize assets/demo/instruments/test/000000.mp4 --out out/localize --report
+	$(VENV)/bin/avlearn localize assets/demo/speakers/test/000001.mp4 --out out/localize-faces --report
 	$(VENV)/bin/avlearn recognize assets/demo/actions/test/000000.mp4 --out out/recognize --report
 	@echo; echo "make demo wrote:"; for d in $(DEMO_OUT); do echo "  $$d/: $$(cd $$d && ls | tr '\n' ' ')"; done
 

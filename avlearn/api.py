@@ -124,12 +124,19 @@ def localize(
     *,
     size: int = 224,
     device: str | torch.device = "auto",
+    mode: str = "auto",
+    speaker_checkpoint: str | os.PathLike = DEFAULTS["sync"],
 ) -> LocalizeResult:
     """Where the sound comes from in each frame: ``result.peaks[t]`` (a ``localize`` checkpoint, or a ``sync``
     one for class activation maps). ``size``: shorter side of the heat-map video. ``result.save(dir)`` writes
-    ``heatmap.mp4``, ``grid.png``, ``peaks.json``."""
+    ``heatmap.mp4``, ``grid.png``, ``peaks.json``. ``mode``: ``faces`` (which face speaks: ``peaks[t].face``,
+    judged by ``speaker_checkpoint``, a sync model that reads mouths), ``dense`` (a map over every place) or
+    ``auto`` (faces when a face is found); ``result.mode`` says which ran."""
     path, keep = _as_file(clip)
-    result = _localize.localize_clip(path, resolve_checkpoint(checkpoint), size=size, device=device)
+    speaker = resolve_checkpoint(speaker_checkpoint)
+    result = _localize.localize_clip(
+        path, resolve_checkpoint(checkpoint), size=size, device=device, mode=mode, speaker_checkpoint=speaker
+    )
     return _holding(result, keep)
 
 

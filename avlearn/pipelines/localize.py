@@ -72,10 +72,11 @@ DEFAULT_CHECKPOINT = default_checkpoint("localize")
 DEFAULT_SPEAKER_CHECKPOINT = default_checkpoint("sync")
 MODES = ("auto", "faces", "dense")
 # A face speaks when its sync logit (the mean over the windows covering the frame) reaches this. Chosen on the
-# validation people of data/real (benchmarks/active_speaker.py threshold: the best balanced accuracy between a
-# face with its own sound and with another person's sound) for the checkpoint named there; choose it again
-# when the speaker checkpoint changes.
-SPEAKING_THRESHOLD = 0.0
+# validation people of data/real (`benchmarks/active_speaker.py threshold`: the best balanced accuracy between a
+# face with its own sound and with another person's sound; docs/localization.md) for the mouth sync model
+# trained on the real clips' training people (recipes/sync/real_mouths_avsync_mbt.yaml: +0.315); choose it again when
+# the speaker checkpoint changes.
+SPEAKING_THRESHOLD = 0.31
 CHUNK_S = 20.0
 _BLOCK = 50  # frames upsampled, overlaid and encoded together
 MIN_DURATION_S = 0.2  # five frames at 25 fps: less than that is not a clip to localize a sound in
