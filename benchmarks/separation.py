@@ -15,6 +15,17 @@
    and SDR; for the ``instruments`` world (``--manifest data/instruments/test.jsonl``) this is the only part.
 3. Real talking heads (../shared/real/video): every pair side by side, audio summed at equal loudness.
 4. Speed: a 10 s 1280x720 two-speaker clip (two real heads side by side) end to end, and the model alone.
+5. Held-out real people (``--only people``, ``--people data/real/test.jsonl``): every pair of the people who
+   speak alone in a clip of that manifest (the msdwild groups left out), side by side at equal loudness,
+   through ``avlearn separate`` with the visual checkpoint and with the audio-only one (``--pit-checkpoint``,
+   voices given to faces by ``--sync-checkpoint``); all pairs, then same-gender and mixed pairs
+   (``real_people_gender.tsv``). The mixture and the ideal ratio mask on the same clips.
+6. The AMI meeting (``--only meeting``, ``../shared/real/meeting``): the audio-only separator alone on the
+   stretches where two headsets carry speech at once, its outputs matched to the two loudest headsets.
+
+    python benchmarks/separation.py --only people --pit-checkpoint runs/separation/real_pit/version_0/weights/best \
+        --sync-checkpoint runs/sync/real_mouths_avsync_mbt/version_0/weights/best --people data/real/test.jsonl
+    python benchmarks/separation.py --only meeting --pit-checkpoint runs/separation/real_pit/version_0/weights/best
 """
 
 from __future__ import annotations
@@ -36,10 +47,11 @@ from avlearn.data.manifest import read_manifest
 from avlearn.data.separation import MixTracks, extract_tracks
 from avlearn.io import read_audio, read_clip, write_video
 from avlearn.metrics.separation import bss_eval, pit_assign, si_sdr, si_sdr_matrix, stoi
-from avlearn.pipelines.separate import load_separator, separate_clip, write_result
+from avlearn.pipelines.separate import load_separator, separate_audio, separate_clip, write_result
 from avlearn.video.detect import iou
 
 SR = 16000
+GENDERS = Path(__file__).with_name("real_people_gender.tsv")
 
 
 def irm(mixture: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
@@ -202,6 +214,117 @@ def real_pairs(args) -> None:
     print_table("real pairs", table)
 
 
+def one_voice_clips(manifest: str) -> dict[str, str]:
+    """Each person of a real-clip manifest who speaks alone in a clip -> their first such clip."""
+    people: dict[str, str] = {}
+    for row in read_manifest(manifest):
+        meta = row["meta"]
+        if len(meta["people"]) == 1 and meta["kind"].startswith("speech") and not meta["group"].startswith("msdwild"):
+            people.setdefault(meta["people"][0], row["path"])
+    return people
+
+
+def left_to_right(result) -> list[int]:
+    """Indices of the result's tracks from left to right (by their median box centre)."""
+    xs = [float(np.median(tr.boxes[:, 0] + tr.boxes[:, 2])) for tr in result.tracks]
+    return list(np.argsort(xs))
+
+
+SHORT = {
+    "visual (mouth tracks, shipped)": "visual",
+    "audio-only + sync assignment": "audio+sync",
+    "audio-only, oracle assignment": "audio oracle",
+    "ideal ratio mask (oracle)": "IRM",
+}
+
+
+def real_people(args) -> None:
+    people = one_voice_clips(args.people)
+    genders = dict(line.split("\t") for line in GENDERS.read_text().split("\n")[3:] if line)
+    tables: dict[str, dict[str, dict[str, list]]] = {"all": {}, "same gender": {}, "mixed gender": {}}
+    missed = {"visual": 0, "audio-only": 0}
+    pairs = list(itertools.combinations(sorted(people), 2))
+    print(
+        f"\nheld-out real people side by side ({args.people}: {len(people)} people, {len(pairs)} pairs, "
+        f"{args.seconds:.0f} s, equal loudness)"
+    )
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for a, b in pairs:
+            out = Path(tmp) / f"{a}+{b}.mp4"
+            refs = side_by_side([people[a], people[b]], args.seconds, 360, 720, out)
+            rows: dict[str, torch.Tensor] = {}
+            results = {"visual": separate_clip(out, args.checkpoint)}
+            if args.pit_checkpoint:
+                results["audio-only"] = separate_clip(out, args.pit_checkpoint, sync_checkpoint=args.sync_checkpoint)
+            mixture = results["visual"].mixture
+            n = min(mixture.shape[0], refs.shape[1], *(r.voices.shape[1] for r in results.values()))
+            mixture, ref = mixture[:n], refs[:, :n]
+            for name, r in results.items():
+                if len(r.tracks) != 2:
+                    missed[name] += 1
+                    continue
+                rows[name] = r.voices[left_to_right(r), :n]
+            if len(rows) != len(results):
+                print(f"  {a}+{b}: a method found other than 2 faces, pair left out")
+                continue
+            line = []
+            table_rows = {"mixture": mixture.expand(2, n).clone(), "visual (mouth tracks, shipped)": rows["visual"]}
+            if "audio-only" in rows:
+                table_rows["audio-only + sync assignment"] = rows["audio-only"]
+                table_rows["audio-only, oracle assignment"] = pit_assign(rows["audio-only"][None], ref[None], si_sdr)[0]
+            table_rows["ideal ratio mask (oracle)"] = irm(mixture, ref)
+            same = genders.get(a) == genders.get(b)
+            for name, est in table_rows.items():
+                sc = scores(est, ref, mixture)
+                merge(tables["all"], name, sc)
+                merge(tables["same gender" if same else "mixed gender"], name, sc)
+                if name != "mixture":
+                    line.append(f"{SHORT[name]} {np.mean(sc['si_sdri']):+.1f} ({sum(sc['assigned'])}/2)")
+            print(f"  {a}+{b} ({genders.get(a)}{genders.get(b)}): " + ", ".join(line), flush=True)
+    print(
+        f"({time.perf_counter() - t0:.0f} s; pairs where the visual / audio-only path found other than 2 faces: "
+        f"{missed['visual']} / {missed['audio-only']})"
+    )
+    for name, table in tables.items():
+        if table:
+            print_table(f"held-out real people, {name} pairs", table)
+
+
+def meeting(args) -> None:
+    """The audio-only separator on the AMI meeting's overlapped speech (see the module docstring)."""
+    folder = Path(args.meeting)
+    mix = read_audio(folder / "mixture.wav", SR)[0][0]
+    heads = torch.stack([read_audio(folder / f"source{k}.wav", SR)[0][0] for k in range(4)])
+    n = min(mix.shape[0], heads.shape[1])
+    mix, heads = mix[:n], heads[:, :n]
+    hop = SR // 10
+    rms = heads[:, : n // hop * hop].reshape(4, -1, hop).pow(2).mean(-1).sqrt()  # (4, frames of 0.1 s)
+    active = rms > 0.1 * rms.quantile(0.95, dim=1, keepdim=True)  # within 20 dB of each headset's loud frames
+    overlap = (active.sum(0) >= 2).tolist() + [False]
+    net = load_separator(args.pit_checkpoint)[0]
+    table: dict[str, dict[str, list]] = {}
+    start, segments = None, 0
+    for f, on in enumerate(overlap):
+        if on and start is None:
+            start = f
+        if not on and start is not None:
+            if f - start >= 10:  # at least 1 s of overlap
+                s0, s1 = start * hop, f * hop
+                two = rms[:, start:f].pow(2).sum(1).topk(2).indices
+                ref, seg = heads[two, s0:s1], mix[s0:s1]
+                est = pit_assign(separate_audio(net, seg)[None], ref[None], si_sdr)[0]
+                merge(table, "mixture", scores(seg.expand(2, -1).clone(), ref, seg))
+                merge(table, "audio-only PIT (outputs matched to the headsets)", scores(est, ref, seg))
+                merge(table, "ideal ratio mask (oracle, two headsets)", scores(irm(seg, ref), ref, seg))
+                segments += 1
+            start = None
+    print_table(
+        f"AMI meeting ES2004a, {segments} overlapped stretches of >= 1 s, far mixture vs the two loudest headsets",
+        table,
+    )
+
+
 def speed(args) -> None:
     heads = sorted(Path(args.real).glob("talking_head_*.mp4"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -238,12 +361,20 @@ def main() -> None:
     p.add_argument("--num-mixtures", type=int, default=200)
     p.add_argument("--real", default=None, help="folder of real talking heads (../shared/real/video)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--only", choices=["clips", "mixtures", "real", "speed"], default=None)
+    p.add_argument("--only", choices=["clips", "mixtures", "real", "speed", "people", "meeting"], default=None)
+    p.add_argument("--people", default="data/real/test.jsonl", help="real-clip manifest whose people are paired")
+    p.add_argument("--seconds", type=float, default=5.0, help="length of each real pair")
+    p.add_argument("--sync-checkpoint", default=None, help="mouth sync model that assigns audio-only voices")
+    p.add_argument("--meeting", default="../shared/real/meeting")
     p.add_argument("--num-sources", type=int, nargs="+", default=[2, 3], help="mixture sizes to evaluate")
     args = p.parse_args()
     args.tracks = "mouth" if "speakers" in Path(args.manifest).parent.name else "object"
     torch.manual_seed(0)
-    net_pit = load_separator(args.pit_checkpoint)[0] if args.pit_checkpoint else None
+    net_pit = (
+        load_separator(args.pit_checkpoint)[0]
+        if args.pit_checkpoint and args.only not in ("people", "meeting")
+        else None
+    )
     if args.only in (None, "clips") and args.tracks == "mouth":
         test_clips(args, net_pit)
     if args.only in (None, "mixtures"):
@@ -252,6 +383,10 @@ def main() -> None:
         real_pairs(args)
     if args.real and args.only in (None, "speed"):
         speed(args)
+    if args.only == "people":
+        real_people(args)
+    if args.only == "meeting":
+        meeting(args)
 
 
 if __name__ == "__main__":
