@@ -26,23 +26,28 @@ SHIFTS_MS = (-320, -120, 0, 200, 400)
 SEVERAL_VOICES = ("msdwild-car", "msdwild-show")
 
 
-def clips(manifest: str) -> list[tuple[str, str]]:
-    """``(path, name)`` of the manifest's one-voice clips, by group and name."""
-    rows = [r for r in read_manifest(manifest) if r["meta"]["group"] not in SEVERAL_VOICES]
-    rows.sort(key=lambda r: (r["meta"]["group"], r["id"]))
-    return [(r["path"], f"{r['meta']['group']}: {Path(r['id']).name}") for r in rows]
+def _group(row: dict) -> str:
+    return row.get("meta", {}).get("group") or row.get("world", "")
+
+
+def clips(manifest: str, limit: int | None = None) -> list[tuple[str, str]]:
+    """``(path, name)`` of the manifest's one-voice clips (a world's clips: the first ``limit``), by group."""
+    rows = [r for r in read_manifest(manifest) if _group(r) not in SEVERAL_VOICES][:limit]
+    rows.sort(key=lambda r: (_group(r), r["id"]))
+    return [(r["path"], f"{_group(r)}: {Path(r['id']).name}") for r in rows]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", default="data/real/test.jsonl", help="real clips (avlearn.data.real)")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    parser.add_argument("--limit", type=int, default=None, help="the first N clips of the manifest")
     args = parser.parse_args()
     checkpoint = resolve_checkpoint(args.checkpoint)
     print(f"| clip | {' | '.join(f'{s:+d} ms' for s in SHIFTS_MS)} | own (ms) |")
     print("|---|" + "---:|" * (len(SHIFTS_MS) + 1))
     hits = hits_own = total = 0
-    for path, name in clips(args.manifest):
+    for path, name in clips(args.manifest, args.limit):
         results = []
         for shift in SHIFTS_MS:
             with warnings.catch_warnings():

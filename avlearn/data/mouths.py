@@ -6,7 +6,8 @@ Two kinds of rows give faces:
 
 - real clips annotated by ``python -m avlearn.data.real --annotate`` (``annotations`` with FaceMesh ``points``):
   the crops are :func:`avlearn.video.faces.aligned_mouths`, exactly what ``avlearn sync-offset`` cuts at
-  inference; the sound is the clip's own (one person on screen, so the voice heard is theirs);
+  inference; the sound is the clip's own (one person on screen, so the voice heard is theirs), taken
+  ``meta.av_offset_s`` later where the recording itself is out of sync;
 - the synthetic speakers world (``annotations`` with the renderer's ``mouth_boxes`` and ``sources`` with
   stems): each sounding face's crop is placed by its drawn mouth box at the same scale (corner distance) and
   its sound is its own stem, so a drawn face and a real one look alike to the model.
@@ -65,7 +66,10 @@ def _real_faces(row: dict[str, Any], ann: dict[str, Any], fps: float, size: int,
         boxes=boxes[:t, k] / scale, detected=np.ones(t, bool), points=points[:t, k].astype(np.float32) / scale
     )
     mouths = aligned_mouths(video[:t], track, (size, size))
-    return [(mouths, clip.audio[0, : clip.audio_end])]
+    audio = clip.audio[0, : clip.audio_end]
+    late = round(row.get("meta", {}).get("av_offset_s", 0.0) * sr)  # sound late: taken later; early: earlier
+    audio = audio[late:] if late >= 0 else torch.nn.functional.pad(audio, (-late, 0))
+    return [(mouths, audio)]
 
 
 def _synthetic_faces(row: dict[str, Any], ann: dict[str, Any], fps: float, size: int, sr: int):
