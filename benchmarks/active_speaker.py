@@ -169,7 +169,7 @@ def compose(left: Path, right: Path, heard: Path, seconds: float, height: int, o
 def pairs(speaker: ActiveSpeaker, max_seconds: float, height: int) -> dict:
     people = one_voice_people("test")
     names = sorted(people)
-    per_person = defaultdict(lambda: [0, 0])
+    per_person = defaultdict(lambda: [0, 0, 0])
     rows, t0 = [], time.perf_counter()
     print(f"\n{len(names)} held-out people: {', '.join(names)}")
     with tempfile.TemporaryDirectory(prefix="avlearn-asd-") as tmp:
@@ -209,7 +209,8 @@ def pairs(speaker: ActiveSpeaker, max_seconds: float, height: int) -> dict:
                     )
                 )
                 per_person[h][0] += sum(right)
-                per_person[h][1] += len(right)
+                per_person[h][1] += sum(right_peak)
+                per_person[h][2] += len(right)
                 print(
                     f"  {a} | {b}, heard {h}: {len(found.tracks)} faces, {len(right)} frames, chosen right "
                     f"{np.mean(right):.2f}, peak right {np.mean(right_peak):.2f}, no one {rows[-1][-1]:.2f}",
@@ -237,10 +238,14 @@ def pairs(speaker: ActiveSpeaker, max_seconds: float, height: int) -> dict:
             ]
         ],
     )
-    print("\n| heard person | frames | chosen face is theirs |\n|---|---:|---:|")
-    for name in names:
-        ok, n = per_person[name]
-        print(f"| {name} | {n} | {ok / max(1, n):.3f} |")
+    print()
+    table(
+        ["heard person", "frames", "chosen face is theirs", "peak on theirs"],
+        [
+            [name, n, f"{ok / max(1, n):.3f}", f"{okp / max(1, n):.3f}"]
+            for name, (ok, okp, n) in sorted(per_person.items())
+        ],
+    )
     print(f"\n({time.perf_counter() - t0:.0f} s)")
     return {"composites": len(rows), "chosen": chosen_acc, "peak": peak_acc, "nobody": nobody}
 
