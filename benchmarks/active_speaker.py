@@ -42,9 +42,11 @@ from avlearn.data.manifest import read_manifest
 from avlearn.io import read_clip
 from avlearn.io.write import write_video
 from avlearn.pipelines.localize import (
+    DEFAULT_CHECKPOINT,
     SILENCE_DBFS,
     SPEAKING_THRESHOLD,
     ActiveSpeaker,
+    Localizer,
     localize,
     speaking_faces,
     window_rms_dbfs,
@@ -151,9 +153,9 @@ def threshold(speaker: ActiveSpeaker, max_seconds: float) -> dict:
     return {"threshold": cut, "balanced_accuracy": bal, "ap": ap}
 
 
-def compose(left: Path, right: Path, heard: Path, seconds: float, height: int, out: Path) -> int:
+def compose(left: Path, right: Path, heard: Path, seconds: float, height: int, out: Path) -> tuple[int, int]:
     """``left`` and ``right`` side by side at ``height`` (aspect kept), the sound of ``heard`` alone; returns the
-    left column's width."""
+    left column's width and the whole width."""
     cols = []
     for p in (left, right):
         v = read_clip(p, 0.0, seconds, fps=FPS, video=True, audio=False).video  # (C, T, H, W)
@@ -163,13 +165,23 @@ def compose(left: Path, right: Path, heard: Path, seconds: float, height: int, o
     t = min(len(c) for c in cols)
     video = torch.cat([c[:t] for c in cols], dim=3).permute(1, 0, 2, 3)  # (C, T, H, W)
     write_video(out, video, FPS, sound(heard, t / FPS)[None], SR)
-    return cols[0].shape[-1]
+    return cols[0].shape[-1], video.shape[-1]
+
+
+def dense_sides(loc: Localizer, clip: Path, seconds: float, split: float) -> list[str]:
+    """Per frame, the side (of the column boundary at ``split`` of the width) where the dense map peaks: what
+    `avlearn localize` answered on real faces before the faces path."""
+    c = read_clip(clip, 0.0, seconds, fps=loc.fps, size=224, sample_rate=loc.sample_rate)
+    maps = loc.frame_maps(c.video.permute(1, 2, 3, 0), c.audio[0])  # (T, h, w) over the whole picture
+    u = (maps.amax(1).argmax(1).float() + 0.5) / maps.shape[-1]
+    return ["left" if x < split else "right" for x in u.tolist()]
 
 
 def pairs(speaker: ActiveSpeaker, max_seconds: float, height: int) -> dict:
     people = one_voice_people("test")
     names = sorted(people)
-    per_person = defaultdict(lambda: [0, 0, 0])
+    dense = Localizer(DEFAULT_CHECKPOINT, "cpu")
+    per_person = defaultdict(lambda: np.zeros(4))  # chosen right, peak right, dense right, frames
     rows, t0 = [], time.perf_counter()
     print(f"\n{len(names)} held-out people: {', '.join(names)}")
     with tempfile.TemporaryDirectory(prefix="avlearn-asd-") as tmp:
@@ -178,13 +190,13 @@ def pairs(speaker: ActiveSpeaker, max_seconds: float, height: int) -> dict:
             seconds = min(max_seconds, people[a]["end"], people[b]["end"])
             clips = {h: Path(tmp) / f"{a}+{b}_{h}.mp4" for h in (a, b)}
             for h, p in clips.items():
-                mid = compose(pa, pb, Path(people[h]["path"]), seconds, height, p)
+                mid, width = compose(pa, pb, Path(people[h]["path"]), seconds, height, p)
             found = clip_mouths(clips[a], speaker.fps, speaker.size)
             sides = [
                 "left" if np.nanmedian((tr.boxes[:, 0] + tr.boxes[:, 2]) / 2) < mid else "right" for tr in found.tracks
             ]
             for h in (a, b):
-                heard_side = "left" if h == a else "right"
+                heard = "left" if h == a else "right"
                 audio = sound(clips[h], found.num_frames / FPS)
                 if found.tracks:
                     scores = speaker.scores(found.mouths, audio)
@@ -192,62 +204,46 @@ def pairs(speaker: ActiveSpeaker, max_seconds: float, height: int) -> dict:
                     chosen = speaking_faces(scores, silent, speaker.threshold)
                     peak = scores.argmax(0).tolist()
                 else:
-                    chosen, peak = [None] * found.num_frames, [None] * found.num_frames
-                right = [c is not None and sides[c] == heard_side for c in chosen]
-                right_peak = [c is not None and sides[c] == heard_side for c in peak]
-                nobody = sum(c is None for c in chosen)
-                rows.append(
-                    (
-                        a,
-                        b,
-                        h,
-                        len(found.tracks),
-                        len(right),
-                        np.mean(right),
-                        np.mean(right_peak),
-                        nobody / max(1, len(chosen)),
-                    )
-                )
-                per_person[h][0] += sum(right)
-                per_person[h][1] += sum(right_peak)
-                per_person[h][2] += len(right)
+                    chosen = peak = [None] * found.num_frames
+                row = {
+                    "faces": len(found.tracks),
+                    "frames": len(chosen),
+                    "chosen": np.mean([c is not None and sides[c] == heard for c in chosen]),
+                    "peak": np.mean([c is not None and sides[c] == heard for c in peak]),
+                    "nobody": np.mean([c is None for c in chosen]),
+                    "dense": np.mean(
+                        [s == heard for s in dense_sides(dense, clips[h], len(chosen) / FPS, mid / width)]
+                    ),
+                }
+                rows.append(row)
+                per_person[h] += [row[k] * row["frames"] for k in ("chosen", "peak", "dense")] + [row["frames"]]
                 print(
-                    f"  {a} | {b}, heard {h}: {len(found.tracks)} faces, {len(right)} frames, chosen right "
-                    f"{np.mean(right):.2f}, peak right {np.mean(right_peak):.2f}, no one {rows[-1][-1]:.2f}",
+                    f"  {a} | {b}, heard {h}: {row['faces']} faces, {row['frames']} frames, chosen right "
+                    f"{row['chosen']:.2f}, peak right {row['peak']:.2f}, no one {row['nobody']:.2f}, "
+                    f"dense peak right {row['dense']:.2f}",
                     flush=True,
                 )
-    arr = np.array([r[4:] for r in rows], dtype=float)
-    frames = arr[:, 0]
-    chosen_acc = float((arr[:, 1] * frames).sum() / frames.sum())
-    peak_acc = float((arr[:, 2] * frames).sum() / frames.sum())
-    nobody = float((arr[:, 3] * frames).sum() / frames.sum())
-    two = sum(r[3] == 2 for r in rows)
+    frames = np.array([r["frames"] for r in rows], float)
+    pooled = {
+        k: float((np.array([r[k] for r in rows]) * frames).sum() / frames.sum())
+        for k in ("chosen", "peak", "nobody", "dense")
+    }
     print("\n### Who is speaking: two held-out people side by side, one heard\n")
-    header = ["composites", "with 2 faces found", "frames", "chosen face is the heard one"]
+    header = ["composites", "with 2 faces found", "frames", "chosen face is the heard one", "peak (highest score)"]
     table(
-        header + ["peak (highest score) on the heard one", "no one chosen", "mean per composite (chosen)"],
+        header + ["no one chosen", "before: dense map's peak (localize_instruments)"],
         [
-            [
-                len(rows),
-                two,
-                int(frames.sum()),
-                f"{chosen_acc:.3f}",
-                f"{peak_acc:.3f}",
-                f"{nobody:.3f}",
-                f"{arr[:, 1].mean():.3f}",
-            ]
+            [len(rows), sum(r["faces"] == 2 for r in rows), int(frames.sum())]
+            + [f"{pooled[k]:.3f}" for k in ("chosen", "peak", "nobody", "dense")]
         ],
     )
     print()
     table(
-        ["heard person", "frames", "chosen face is theirs", "peak on theirs"],
-        [
-            [name, n, f"{ok / max(1, n):.3f}", f"{okp / max(1, n):.3f}"]
-            for name, (ok, okp, n) in sorted(per_person.items())
-        ],
+        ["heard person", "frames", "chosen face is theirs", "peak on theirs", "dense peak on theirs"],
+        [[name, int(v[3]), *(f"{x / max(1, v[3]):.3f}" for x in v[:3])] for name, v in sorted(per_person.items())],
     )
     print(f"\n({time.perf_counter() - t0:.0f} s)")
-    return {"composites": len(rows), "chosen": chosen_acc, "peak": peak_acc, "nobody": nobody}
+    return {"composites": len(rows), **pooled}
 
 
 def main_track(found) -> int | None:
