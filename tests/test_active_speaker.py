@@ -150,6 +150,10 @@ def test_asking_for_faces_without_one_or_with_a_frame_model_is_one_line(mouth_ch
     assert "reads whole frames" in _one_line(capsys)
     assert main([*base, "--speaker-checkpoint", str(ROOT / "assets" / "checkpoints" / "localize_instruments")]) == 1
     assert "'localize' checkpoint" in _one_line(capsys)
+    wrong = ["--checkpoint", str(ROOT / "assets" / "checkpoints" / "separate_speakers")]  # refused on either path
+    faces = ["--mode", "faces", "--speaker-checkpoint", str(mouth_checkpoint)]
+    assert main(["localize", str(SPEAKERS / "000001.mp4"), "--out", str(tmp_path / "o"), *faces, *wrong]) == 1
+    assert "localize needs a 'localize' or 'sync' one" in _one_line(capsys)
     silent_video = tmp_path / "mute.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(SPEAKERS / "000001.mp4"), "-an", str(silent_video)], check=True)
     assert main(["localize", str(silent_video), "--out", str(tmp_path / "m")]) == 1

@@ -94,9 +94,7 @@ class Localizer:
 
     def __init__(self, checkpoint: str | Path = DEFAULT_CHECKPOINT, device: str | torch.device = "auto"):
         self.device = resolve_device(device)
-        task = read_weights_info(checkpoint).get("task")
-        if task not in ("localize", "sync"):
-            raise CheckpointError(f"{checkpoint}: a '{task}' checkpoint; localize needs a 'localize' or 'sync' one")
+        task = dense_task(checkpoint)
         net, doc = load_model(checkpoint, task, self.device)
         pre = doc["preprocessing"]
         if task == "sync":
@@ -152,6 +150,15 @@ class Localizer:
             aw = torch.cat([a[..., s : s + n] for s in s0])
             maps.append(sync_cam(self.net, fw, aw))
         return torch.cat(maps)
+
+
+def dense_task(checkpoint: str | Path) -> str:
+    """The task of a dense path's checkpoint (``localize`` or ``sync``), read from its description; another
+    task's checkpoint is refused."""
+    task = read_weights_info(checkpoint).get("task")
+    if task not in ("localize", "sync"):
+        raise CheckpointError(f"{checkpoint}: a '{task}' checkpoint; localize needs a 'localize' or 'sync' one")
+    return task
 
 
 @dataclass
@@ -400,6 +407,7 @@ def _localize_into(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    dense_task(checkpoint)  # a wrong --checkpoint is refused whichever path runs
     info = probe(path)
     duration = _check_clip(path, info)
     out = Path(out)
