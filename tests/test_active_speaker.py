@@ -159,3 +159,21 @@ def test_asking_for_faces_without_one_or_with_a_frame_model_is_one_line(mouth_ch
     assert main(["localize", str(silent_video), "--out", str(tmp_path / "m")]) == 1
     assert "no audio stream" in _one_line(capsys)
     assert not (tmp_path / "o").exists() and not (tmp_path / "m").exists()
+
+
+def test_faces_path_on_a_webm_whose_faces_outlast_its_frame_count(mouth_checkpoint, tmp_path):
+    """A VP9/Opus copy of the clip: the face pass reads one frame more than the clip's frame count (101 for
+    100); the result has one entry per frame all the same."""
+    from avlearn.pipelines.localize import localize
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg CLI needed to make the clip")
+    clip = tmp_path / "x.webm"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(SPEAKERS / "000001.mp4"), "-c:v", "libvpx-vp9", "-deadline", "realtime",
+         "-cpu-used", "8", "-c:a", "libopus", str(clip)],
+        check=True,
+    )  # fmt: skip
+    result = localize(clip, tmp_path / "out", speaker_checkpoint=mouth_checkpoint)
+    doc = json.loads((tmp_path / "out" / "peaks.json").read_text())
+    assert result.mode == "faces" and len(doc["faces"]) == 2 and len(doc["frames"]) == result.frames == 100

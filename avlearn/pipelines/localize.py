@@ -459,7 +459,7 @@ def _faces_into(
     # the soundtrack whole (16 kHz mono: 2 MB a minute), from frame 0, padded or cut to the frames
     sound = read_clip(path, 0.0, info.duration, sample_rate=sr, video=False).audio[0]
     audio = F.pad(sound, (0, max(0, round(total / fps * sr) - sound.shape[0])))[: round(total / fps * sr)]
-    scores = speaker.scores(found.mouths, audio)  # (K, n): n frames backed by video and faces
+    scores = speaker.scores(found.mouths, audio)[:, :total]  # (K, n): the frames backed by video and faces
     n = scores.shape[1]
     silent = window_rms_dbfs(audio, total, fps, sr, speaker.num_frames) < SILENCE_DBFS
     speaking = speaking_faces(scores, silent, speaker.threshold) + [None] * (total - n)
