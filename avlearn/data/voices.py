@@ -167,7 +167,7 @@ class VoiceMixtures(torch.utils.data.Dataset):
             if len(wav) < self.num_samples:  # a short voice is looped
                 wav = wav.repeat(-(-self.num_samples // len(wav)))
             s0 = int(torch.randint(len(wav) - self.num_samples + 1, (1,), generator=g))
-            piece = wav[s0 : s0 + self.num_samples]
+            piece = wav[s0 : s0 + self.num_samples].float()  # a cache may hold float16
             gain = 10 ** ((torch.rand((), generator=g) * 2 - 1) * self.gain_db / 20)
             sources[i] = piece / (piece.pow(2).mean().sqrt() + 1e-5) * LEVEL * gain
         valid = torch.ones(self.num_mix, dtype=torch.bool)
