@@ -175,3 +175,11 @@ def test_boxes_with_an_audio_only_checkpoint_is_one_line(checkpoints, tmp_path, 
     assert main(args + ["--boxes", str(boxes), "--sync-checkpoint", str(sync)]) == 1
     err = capsys.readouterr().err.strip()
     assert "is audio-only" in err and len(err.splitlines()) == 1 and not (tmp_path / "o" / "result.json").exists()
+
+
+def test_a_sync_model_of_whole_frames_cannot_assign_voices(checkpoints, tmp_path, capsys):
+    pit, _ = checkpoints
+    args = ["separate", str(DEMO / "test" / "000001.mp4"), "--out", str(tmp_path / "o"), "--checkpoint", str(pit)]
+    assert main(args + ["--sync-checkpoint", "sync_speakers"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "needs a sync model of mouths" in err and "--sync-checkpoint" in err and len(err.splitlines()) == 1

@@ -51,7 +51,14 @@ from avlearn.io import (
 from avlearn.io.outdir import staged_output
 from avlearn.io.write import VideoWriter, atomic_path
 from avlearn.models.weights import CheckpointError
-from avlearn.pipelines.checkpoints import add_device_argument, autocast, default_checkpoint, load_model, resolve_device
+from avlearn.pipelines.checkpoints import (
+    add_device_argument,
+    autocast,
+    default_checkpoint,
+    load_model,
+    resolve_checkpoint,
+    resolve_device,
+)
 from avlearn.report import REPORT, write_report
 from avlearn.video.detect import FaceDetector
 from avlearn.video.faces import FaceTrack, crop_boxes, detection_step, link_tracks, mouth_boxes
@@ -217,11 +224,13 @@ def _separate_audio_only(
     mouths, each voice given to a face by sync score (see the module docstring)."""
     from avlearn.pipelines.mouths import clip_mouths, speaking_scores  # mouths reads frames with this module
 
+    sync_checkpoint = resolve_checkpoint(sync_checkpoint)  # a shipped checkpoint's name, or a path
     sync, doc = load_model(sync_checkpoint, "sync", device)
     sp = doc["preprocessing"]
     if sp.get("crop") != "mouth":
         raise CheckpointError(
-            f"{sync_checkpoint}: assigning voices to faces needs a sync model of mouths (crop: mouth)"
+            f"{sync_checkpoint}: giving voices to faces needs a sync model of mouths (crop: mouth); "
+            "pass one with --sync-checkpoint"
         )
     if int(sp["sample_rate"]) != int(pre["sample_rate"]):
         raise CheckpointError(
