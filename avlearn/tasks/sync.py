@@ -206,6 +206,10 @@ class SyncTask(L.LightningModule):
         self.val_acc(logits, labels)
         self.log("val/loss", F.binary_cross_entropy_with_logits(logits, labels), sync_dist=True)
         self.log("val/acc", self.val_acc, prog_bar=True)
+        # the aligned audio scored above the shifted one: what the offset search needs, and the only accuracy
+        # a contrastive objective (whose logits have no fixed zero) can be judged by
+        pos, neg = logits.chunk(2)
+        self.log("val/rank_acc", (pos > neg).float().mean(), sync_dist=True)
 
     def configure_optimizers(self):
         return adamw_one_cycle(self, self.hparams.lr, self.hparams.weight_decay)
