@@ -333,19 +333,23 @@ def show(speaker: ActiveSpeaker) -> dict:
     return {"frames": len(at), "chosen": ok, "peak": okp}
 
 
-def instruments(args) -> dict:
-    rows = read_manifest(args.instruments)[: args.num_clips]
+def instruments(args, speaker: ActiveSpeaker) -> dict:
+    """Every test clip through the face pass that ``--mode auto`` starts with (a face found means the faces
+    path); the first ``--num-clips`` through `avlearn localize` itself."""
+    rows = read_manifest(args.instruments)
+    with_faces = [r["path"] for r in rows if clip_mouths(r["path"], speaker.fps, speaker.size).tracks]
     modes = defaultdict(int)
     with tempfile.TemporaryDirectory(prefix="avlearn-asd-") as tmp:
-        for row in rows:
+        for row in rows[: args.num_clips]:
             result = localize(row["path"], Path(tmp) / "out", mode="auto", speaker_checkpoint=args.checkpoint)
             doc = json.loads((Path(tmp) / "out" / "peaks.json").read_text())
             modes[(result.mode, doc["mode_reason"])] += 1
-    print(f"\n### `avlearn localize` on the instruments test clips ({len(rows)}), --mode auto\n")
-    print("| path taken | why | clips |\n|---|---|---:|")
-    for (mode, why), n in sorted(modes.items()):
-        print(f"| {mode} | {why} | {n} |")
-    return dict(modes)
+    print("\n### The instruments test clips, `avlearn localize --mode auto`\n")
+    print(f"face pass: a face found in {len(with_faces)} of {len(rows)} clips {with_faces}\n")
+    table(
+        ["path taken (localize run end to end)", "why", "clips"], [[m, why, n] for (m, why), n in sorted(modes.items())]
+    )
+    return {"with_faces": len(with_faces), "clips": len(rows), **{m: n for (m, _), n in modes.items()}}
 
 
 def main() -> None:
@@ -357,13 +361,13 @@ def main() -> None:
     parser.add_argument("--val-seconds", type=float, default=10.0, help="threshold: at most this much of a val clip")
     parser.add_argument("--height", type=int, default=256, help="pairs: the composites' height")
     parser.add_argument("--instruments", default="data/instruments/test.jsonl")
-    parser.add_argument("--num-clips", type=int, default=None)
+    parser.add_argument("--num-clips", type=int, default=20, help="instruments: clips run end to end")
     args = parser.parse_args()
     torch.manual_seed(0)
     speaker = ActiveSpeaker(args.checkpoint, "auto", SPEAKING_THRESHOLD if args.threshold is None else args.threshold)
     print(f"checkpoint {args.checkpoint}")
     if args.what == "instruments":
-        instruments(args)
+        instruments(args, speaker)
         return
     if args.what in ("all", "threshold"):
         chosen = threshold(speaker, args.val_seconds)
