@@ -3,6 +3,7 @@ with an audio-only model (``asep_unet_pit``), mixing real people's speech (:mod:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from avlearn.data.voices import VoiceMixtures, load_voices
@@ -16,9 +17,11 @@ class VoiceData(WindowData):
     :class:`~avlearn.tasks.datamodule.WindowData` (a resumed run sees the same batches).
 
     Args:
-        train_sources: manifests of real clips and speaker folders whose voices train (see
-            :func:`avlearn.data.voices.load_voices`); keep the held-out people's manifests out.
-        val_sources: the same for validation (other people than training's).
+        train_manifest: real clips whose people's voices train (``data/real/train.jsonl``); keep the held-out
+            people's manifests out.
+        val_manifest: real clips of other people, for validation.
+        train_folders: more training speakers, a folder of recordings each (see
+            :func:`avlearn.data.voices.load_voices`).
         window: seconds per mixture.
         num_mix: speakers per mixture (the model's ``num_sources``).
         gain_db: random gain range of each speaker around equal loudness (validation: equal loudness).
@@ -26,15 +29,17 @@ class VoiceData(WindowData):
         batch_size: mixtures per batch.
         epoch_items: training mixtures per epoch (drawn afresh each epoch).
         val_items: fixed validation mixtures.
-        cache_dir: where the decoded voices are kept between runs (None: decoded each run).
+        cache: keep the decoded voices beside each manifest (``.avlearn-cache/``) for the next run (None, the
+            default, and True; the voices are held in memory either way); False decodes them every run.
         seed: seed of the draws and their order.
         num_workers: DataLoader workers (mixtures are cut from memory: 0 is usually fastest).
     """
 
     def __init__(
         self,
-        train_sources: list[str],
-        val_sources: list[str],
+        train_manifest: str,
+        val_manifest: str,
+        train_folders: list[str] | None = None,
         window: float = 2.0,
         num_mix: int = 2,
         gain_db: float = 5.0,
@@ -42,7 +47,7 @@ class VoiceData(WindowData):
         batch_size: int = 16,
         epoch_items: int = 4000,
         val_items: int = 256,
-        cache_dir: str | None = "data/voices",
+        cache: bool | None = None,
         seed: int = 0,
         num_workers: int = 0,
     ):
@@ -55,11 +60,15 @@ class VoiceData(WindowData):
         h = self.hparams
         return {"window": h.window, "sample_rate": h.sample_rate, "crop_size": None, "world": "real-voices"}
 
+    def _voices(self, manifest: str, folders: list[str]):
+        cache_dir = None if self.hparams.cache is False else Path(manifest).parent / ".avlearn-cache"
+        return load_voices([manifest, *folders], self.hparams.sample_rate, cache_dir)
+
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
         if self.train_set is None:
-            train = load_voices(list(h.train_sources), h.sample_rate, h.cache_dir)
-            val = load_voices(list(h.val_sources), h.sample_rate, h.cache_dir)
+            train = self._voices(h.train_manifest, list(h.train_folders or []))
+            val = self._voices(h.val_manifest, [])
             clash = set(train.names) & set(val.names)
             if clash:
                 raise ValueError(f"speakers {sorted(clash)} are in both training and validation voices")
