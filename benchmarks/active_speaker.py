@@ -43,6 +43,7 @@ from avlearn.io import read_clip
 from avlearn.io.write import write_video
 from avlearn.pipelines.localize import (
     DEFAULT_CHECKPOINT,
+    FACE_LANDMARKS,
     SILENCE_DBFS,
     SPEAKING_THRESHOLD,
     ActiveSpeaker,
@@ -337,7 +338,9 @@ def instruments(args, speaker: ActiveSpeaker) -> dict:
     """Every test clip through the face pass that ``--mode auto`` starts with (a face found means the faces
     path); the first ``--num-clips`` through `avlearn localize` itself."""
     rows = read_manifest(args.instruments)
-    with_faces = [r["path"] for r in rows if clip_mouths(r["path"], speaker.fps, speaker.size).tracks]
+    shares = {r["path"]: clip_mouths(r["path"], speaker.fps, speaker.size).landmarks for r in rows}
+    detected = {p: max(v) for p, v in shares.items() if v}  # clips with a face track: its best lip share
+    with_faces = [p for p, v in detected.items() if v >= FACE_LANDMARKS]
     modes = defaultdict(int)
     with tempfile.TemporaryDirectory(prefix="avlearn-asd-") as tmp:
         for row in rows[: args.num_clips]:
@@ -345,7 +348,10 @@ def instruments(args, speaker: ActiveSpeaker) -> dict:
             doc = json.loads((Path(tmp) / "out" / "peaks.json").read_text())
             modes[(result.mode, doc["mode_reason"])] += 1
     print("\n### The instruments test clips, `avlearn localize --mode auto`\n")
-    print(f"face pass: a face found in {len(with_faces)} of {len(rows)} clips {with_faces}\n")
+    print(
+        f"face pass: BlazeFace tracks in {len(detected)} of {len(rows)} clips, FaceMesh lips on at most "
+        f"{max(detected.values(), default=0):.2f} of a track's frames; faces path in {len(with_faces)} {with_faces}\n"
+    )
     table(
         ["path taken (localize run end to end)", "why", "clips"], [[m, why, n] for (m, why), n in sorted(modes.items())]
     )
