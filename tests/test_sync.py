@@ -193,7 +193,7 @@ def test_contrastive_objective_trains_with_its_curriculum(world, tmp_path):
 def test_an_offset_beyond_the_search_range_is_flagged_by_the_windows_disagreeing(tmp_path):
     """QA: a 1 s delay (beyond the +-600 ms searched) read "+440 ms, confidence 0.86" with no word: the product
     of many windows' distributions is confident even when they disagree."""
-    from avlearn.pipelines.sync_offset import MIN_AGREEMENT, sync_offset
+    from avlearn.pipelines.sync_offset import FRAME_CHECKPOINT, MIN_AGREEMENT, sync_offset
 
     demo = Path(__file__).resolve().parents[1] / "assets" / "demo" / "speakers" / "test"
     clip = tmp_path / "four_clips.mp4"  # 16 s, in sync, re-encoded so the joins keep time
@@ -206,9 +206,9 @@ def test_an_offset_beyond_the_search_range_is_flagged_by_the_windows_disagreeing
     )  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        inside = sync_offset(clip, shift_audio_ms=200)
+        inside = sync_offset(clip, FRAME_CHECKPOINT, shift_audio_ms=200)  # the mechanism, on the frames model
         assert not caught
-        beyond = sync_offset(clip, shift_audio_ms=1000)
+        beyond = sync_offset(clip, FRAME_CHECKPOINT, shift_audio_ms=1000)
     assert inside.offset_ms == 200 and inside.agreement >= MIN_AGREEMENT
     assert beyond.agreement < MIN_AGREEMENT
     assert len(caught) == 1 and "try --max-frames 30" in str(caught[0].message)

@@ -24,7 +24,7 @@ from avlearn.models.weights import CheckpointError, load_weights
 
 # task -> the shipped checkpoint a command uses by default
 DEFAULTS = {
-    "sync": "sync_speakers",  # avlearn sync-offset
+    "sync": "sync_real",  # avlearn sync-offset (reads mouths), localize's and separate's speaker model
     "sync_frames": "sync_speakers",  # avlearn sync-offset on a scene without faces (reads the whole picture)
     "separation": "separate_speakers",  # avlearn separate
     "localize": "localize_instruments",  # avlearn localize
