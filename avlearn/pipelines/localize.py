@@ -73,13 +73,12 @@ DEFAULT_SPEAKER_CHECKPOINT = default_checkpoint("sync")
 MODES = ("auto", "faces", "dense")
 # A face speaks when its sync logit (the mean over the windows covering the frame) reaches this. Chosen on the
 # validation people of data/real (`benchmarks/active_speaker.py threshold`: the best balanced accuracy between a
-# face with its own sound and with another person's sound; docs/localization.md) for the mouth sync model
-# trained on the real clips' training people (recipes/sync/real_mouths_avsync_mbt.yaml: +0.315); choose it again when
-# the speaker checkpoint changes.
-SPEAKING_THRESHOLD = 0.31
+# face with its own sound and with another person's sound; docs/localization.md) for the shipped sync_real
+# (-0.687); choose it again when the speaker checkpoint changes.
+SPEAKING_THRESHOLD = -0.69
 # --mode auto takes the faces path when a face track has FaceMesh lip points on at least this share of its frames:
 # BlazeFace takes drawn instruments for faces in 29 of the 200 instruments test clips, FaceMesh finds lips on at
-# most 7% of their frames (of those checked); on real and drawn talking faces on 100%, a profile face 21%.
+# most 38% of their frames; on real and drawn talking faces on 100%, a profile face 21%.
 FACE_LANDMARKS = 0.5
 CHUNK_S = 20.0
 _BLOCK = 50  # frames upsampled, overlaid and encoded together
