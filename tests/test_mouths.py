@@ -145,3 +145,24 @@ def test_the_real_faces_recipe_trains_on_mouths_and_refuses_a_frame_model(tmp_pa
     frame_model = [a if a != '{"crop": "mouth"}' else "{}" for a in args]
     assert main([*frame_model[:-2], "--trainer.default_root_dir", str(tmp_path / "b")]) == 1
     assert "'crop': 'mouth'" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:.*windows agree")
+def test_windows_where_the_face_is_gone_are_left_out(mouth_checkpoint, tmp_path):
+    """A face that leaves the picture: its track's box is held, but windows without its lips do not vote."""
+    from avlearn.pipelines.sync_offset import sync_offset
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg CLI needed")
+    import subprocess
+
+    clip = tmp_path / "gone.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(DEMO / "test" / "000001.mp4"), "-vf",
+         "drawbox=x=0:y=0:w=iw:h=ih:color=black:t=fill:enable='gte(t,2)'", "-c:a", "copy", str(clip)],
+        check=True,
+    )  # fmt: skip
+    whole = sync_offset(DEMO / "test" / "000001.mp4", mouth_checkpoint, max_frames=3, hop=0.16)
+    gone = sync_offset(clip, mouth_checkpoint, max_frames=3, hop=0.16)
+    assert max(w.start for w in whole.windows) > 2.5
+    assert gone.windows and max(w.start for w in gone.windows) + 0.32 <= 2.0 + 0.32 * 0.5 + 1e-6

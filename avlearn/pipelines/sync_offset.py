@@ -30,6 +30,7 @@ from avlearn.io.write import atomic_path
 from avlearn.pipelines.checkpoints import add_device_argument, autocast, default_checkpoint, load_model, resolve_device
 from avlearn.pipelines.mouths import clip_mouths
 from avlearn.report import REPORT, write_report
+from avlearn.video.landmarks import MIN_PRESENCE
 
 DEFAULT_CHECKPOINT = default_checkpoint("sync")
 FRAME_CHECKPOINT = default_checkpoint("sync_frames")  # reads the whole picture: scenes without faces
@@ -158,17 +159,22 @@ def sync_offset(
     faces = []
     if pre.get("crop", "frame") == "mouth":
         found = clip_mouths(path, fps, pre["size"])
-        if not found.tracks:  # a scene without faces (instruments, a landscape): the whole-picture model
-            options = {"hop": hop, "max_frames": max_frames_asked, "shift_audio_ms": shift_audio_ms}
-            result = sync_offset(path, FRAME_CHECKPOINT, **options, batch_size=batch_size, device=device)
-            result.notes.insert(0, f"no face found: the whole picture was read ({Path(FRAME_CHECKPOINT).name})")
-            return result
         for k, mouths in enumerate(found.mouths):
-            chunks = ((b, torch.stack([mouths[f : f + num_frames] for f in b if f + num_frames <= len(mouths)]))
-                      for b in batches if b[0] + num_frames <= len(mouths))  # fmt: skip
+            # only windows that show the face: lips found on most of their frames (a face that turned away or
+            # left the picture leaves crops of whatever is there, which would vote for random offsets)
+            seen = torch.as_tensor(found.tracks[k].presence >= MIN_PRESENCE)
+            shown = [[f for f in b if f + num_frames <= len(mouths) and seen[f : f + num_frames].float().mean() >= 0.5]
+                     for b in batches]  # fmt: skip
+            chunks = ((b, torch.stack([mouths[f : f + num_frames] for f in b])) for b in shown if b)
             faces.append(_estimate(*score(progress.bar(chunks, total=len(batches), desc=f"face {k}"))))
             faces[-1]["face"] = k
             faces[-1]["box"] = [round(float(v), 1) for v in np.nanmedian(found.tracks[k].boxes, 0)]
+        if all(f["windows"] is None for f in faces):  # no face, or none showing its lips for a whole window
+            options = {"hop": hop, "max_frames": max_frames_asked, "shift_audio_ms": shift_audio_ms}
+            result = sync_offset(path, FRAME_CHECKPOINT, **options, batch_size=batch_size, device=device)
+            why = "no face found" if not faces else "no face shows its lips for a whole window"
+            result.notes.insert(0, f"{why}: the whole picture was read ({Path(FRAME_CHECKPOINT).name})")
+            return result
         # the face whose mouth goes with the sound is the one whose windows are sure of an offset
         best = dict(max(faces, key=lambda f: f["mean_confidence"]))
         for f in faces:
