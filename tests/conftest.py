@@ -25,3 +25,18 @@ def real_dir() -> Path:
     if not REAL.is_dir():
         pytest.skip(f"real media folder {REAL} not present")
     return REAL
+
+
+@pytest.fixture(scope="session")
+def mouth_checkpoint(tmp_path_factory):
+    """A tiny random sync model that reads mouths (``crop="mouth"``): enough for the pipelines' structure, not
+    for who speaks or when."""
+    from avlearn.models import create_model
+    from avlearn.models.weights import save_weights
+
+    torch.manual_seed(0)
+    net = create_model("avsync_mbt_tiny", crop="mouth")
+    path = tmp_path_factory.mktemp("ckpt") / "sync_mouths"
+    pre = {**net.preprocessing, "window": 0.32}
+    save_weights(path, net, model_name="avsync_mbt_tiny", model_args={"crop": "mouth"}, task="sync", preprocessing=pre)
+    return path

@@ -22,20 +22,6 @@ FRAME_SYNC = ROOT / "assets" / "checkpoints" / "sync_speakers"  # reads whole fr
 
 
 @pytest.fixture(scope="module")
-def mouth_checkpoint(tmp_path_factory):
-    """A tiny random sync model that reads mouths: enough for the structure, not for who speaks."""
-    from avlearn.models import create_model
-    from avlearn.models.weights import save_weights
-
-    torch.manual_seed(0)
-    net = create_model("avsync_mbt_tiny", crop="mouth")
-    path = tmp_path_factory.mktemp("ckpt") / "sync_mouths"
-    pre = {**net.preprocessing, "window": 0.32}
-    save_weights(path, net, model_name="avsync_mbt_tiny", model_args={"crop": "mouth"}, task="sync", preprocessing=pre)
-    return path
-
-
-@pytest.fixture(scope="module")
 def two_faces(mouth_checkpoint, tmp_path_factory):
     """The faces path on a drawn two-speaker clip, every frame with a sound given to its best face (threshold
     far below any score)."""

@@ -63,20 +63,6 @@ def test_the_mouth_model_says_it_reads_mouths_and_keeps_old_arguments():
         create_model("avsync_mbt_tiny", crop="face")
 
 
-@pytest.fixture(scope="module")
-def mouth_checkpoint(tmp_path_factory):
-    from avlearn.models import create_model
-    from avlearn.models.weights import save_weights
-
-    torch.manual_seed(0)
-    net = create_model("avsync_mbt_tiny", crop="mouth")
-    path = tmp_path_factory.mktemp("ckpt") / "sync_mouths"
-    pre = {**net.preprocessing, "window": 0.32}
-    args = {"crop": "mouth"}
-    save_weights(path, net, model_name="avsync_mbt_tiny", model_args=args, task="sync", preprocessing=pre)
-    return path
-
-
 @pytest.mark.filterwarnings("ignore:.*windows agree")
 def test_sync_offset_with_a_mouth_model_scores_every_face(mouth_checkpoint, tmp_path):
     from avlearn.pipelines.sync_offset import sync_offset
