@@ -73,9 +73,9 @@ DEFAULT_SPEAKER_CHECKPOINT = default_checkpoint("sync")
 MODES = ("auto", "faces", "dense")
 # A face speaks when its sync logit (the mean over the windows covering the frame) reaches this. Chosen on the
 # validation people of data/real (`benchmarks/active_speaker.py threshold`: the best balanced accuracy between a
-# face with its own sound and with another person's sound; docs/localization.md) for the shipped sync_real
-# (-0.687); choose it again when the speaker checkpoint changes.
-SPEAKING_THRESHOLD = -0.69
+# face with its own sound and with another person's sound; docs/localization.md) for the shipped sync_real with
+# speaking_scores' tolerance of +-2 frames (+0.602); choose it again when either changes.
+SPEAKING_THRESHOLD = 0.60
 # --mode auto takes the faces path when a face track has FaceMesh lip points on at least this share of its frames:
 # BlazeFace takes drawn instruments for faces in 29 of the 200 instruments test clips, FaceMesh finds lips on at
 # most 38% of their frames; on real and drawn talking faces on 100%, a profile face 21%.

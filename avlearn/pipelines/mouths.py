@@ -23,6 +23,8 @@ from avlearn.video.detect import FaceDetector
 from avlearn.video.faces import FaceTrack, aligned_mouths, link_tracks, track_landmarks
 from avlearn.video.landmarks import FaceMesh
 
+TOLERANCE_FRAMES = 2  # speaking_scores: a window scores its best over sound offsets within this many frames
+
 
 @dataclass
 class ClipMouths:
@@ -79,6 +81,7 @@ def speaking_scores(
     hop_frames: int = 5,
     offset_frames: int = 0,
     batch_size: int = 16,
+    tolerance_frames: int | None = None,
 ) -> torch.Tensor:
     """How much each face's mouth goes with the sound, frame by frame: ``(K, T)`` sync logits of a mouth sync
     model (``crop="mouth"``), each frame the mean over the windows covering it (windows of ``window`` seconds
@@ -90,6 +93,9 @@ def speaking_scores(
         audio: ``(S,)`` the clip's sound at the model's rate, aligned with frame 0.
         window: seconds per window (the checkpoint's ``preprocessing["window"]``).
         offset_frames: score the sound this many frames later (a clip's own offset, from sync-offset).
+        tolerance_frames: each window's score is its best over sound offsets within this many frames of
+            ``offset_frames`` (a recording's own offset of a frame or two must not silence its speaker);
+            default :data:`TOLERANCE_FRAMES`.
     """
     pre = net.preprocessing
     fps, sr = float(pre["fps"]), int(pre["sample_rate"])
@@ -101,8 +107,12 @@ def speaking_scores(
     if starts[-1] != max(0, t - n):
         starts.append(max(0, t - n))
     num_samples = round(window * sr)
-    shift = round(offset_frames / fps * sr)
-    padded = torch.nn.functional.pad(audio, (0, max(0, round((t + n) / fps * sr) + abs(shift) - audio.shape[0])))
+    tol = TOLERANCE_FRAMES if tolerance_frames is None else tolerance_frames
+    step = round(sr / fps)
+    shift = round(offset_frames / fps * sr) + tol * step  # the audio is padded by tol frames at its start
+    audio = torch.nn.functional.pad(audio, (tol * step, 0))
+    end = round((t + n) / fps * sr) + abs(shift) + tol * step
+    padded = torch.nn.functional.pad(audio, (0, max(0, end - audio.shape[0])))
     device = next(net.parameters()).device
     total, count = torch.zeros(len(mouths), t), torch.zeros(t)
     for f in starts:
@@ -114,9 +124,13 @@ def speaking_scores(
             b = starts[i : i + batch_size]
             vids = torch.stack([m[f : f + n] for f in b]).to(device)
             a0 = [max(0, round(f / fps * sr) + shift) for f in b]
-            auds = torch.stack([padded[s : s + num_samples] for s in a0]).to(device)
             vt = net.video_tokens(vids)
-            logits = net.score(vt, net.audio_tokens(auds, vt.shape[1])).float().cpu()
+
+            scores = []
+            for d in range(-tol, tol + 1):  # the sound d frames later than the windows' own
+                auds = torch.stack([padded[s + d * step : s + d * step + num_samples] for s in a0]).to(device)
+                scores.append(net.score(vt, net.audio_tokens(auds, vt.shape[1])))
+            logits = torch.stack(scores).amax(0).float().cpu()
             for f, logit in zip(b, logits):
                 total[k, f : f + n] += logit
     return total / count.clamp(min=1)
