@@ -30,10 +30,8 @@ import torch
 
 from avlearn.data.manifest import load_annotations
 from avlearn.io import probe, read_audio, read_clip
-from avlearn.video.faces import FaceTrack, aligned_mouths, crop_affine
+from avlearn.video.faces import FaceTrack, aligned_mouths, crop_affine, face_read_size
 from avlearn.video.landmarks import MOUTH_CORNER_U, MOUTH_CORNER_V
-
-READ_SHORT_SIDE = 360  # the real clips are read as avlearn.data.real.face_annotations read them
 
 
 def mouth_box_transforms(mouth_boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -57,8 +55,7 @@ def _real_faces(row: dict[str, Any], ann: dict[str, Any], fps: float, size: int,
         return []
     k = int(np.argmax(ann["presence"].sum(0)))
     info = probe(row["path"])
-    short = min(info.video.display_size)
-    read_size, scale = (READ_SHORT_SIDE, short / READ_SHORT_SIDE) if short > READ_SHORT_SIDE else (None, 1.0)
+    read_size, scale = face_read_size(min(info.video.display_size))  # as face_annotations read it
     clip = read_clip(row["path"], 0.0, info.duration, fps=fps, size=read_size, sample_rate=sr)
     video = clip.video[:, : clip.video_end].permute(1, 2, 3, 0)
     t = min(len(video), len(points))

@@ -154,25 +154,24 @@ def real_manifest(shared: str | Path = DEFAULT_SHARED, seed: int = 0) -> list[di
     return rows
 
 
-def face_annotations(path: str | Path, fps: float = 25.0, max_short_side: int = 360) -> dict[str, np.ndarray]:
+def face_annotations(path: str | Path, fps: float = 25.0, max_short_side: int | None = None) -> dict[str, np.ndarray]:
     """Faces and lips of every frame of a clip (at ``fps``), in the clip's own pixels, for ``save_annotations``.
 
-    The clip is read as ``avlearn separate`` reads it (short side at most ``max_short_side``) and goes through
+    The clip is read as ``avlearn separate`` reads it (short side at most ``max_short_side``, default
+    :data:`avlearn.video.faces.FACE_SHORT_SIDE`) and goes through
     :func:`avlearn.video.faces.track_faces` and :func:`avlearn.video.faces.track_landmarks`. Arrays, ``K``
     tracks left to right: ``boxes (T, K, 4)`` face boxes, ``points (T, K, 468, 2)`` FaceMesh points (float16,
     NaN where not found), ``presence (T, K)``, ``lips (T, K, 4)`` :func:`avlearn.video.landmarks.lip_features`,
     ``fps``.
     """
     from avlearn.io import probe, read_clip
-    from avlearn.video.faces import track_faces, track_landmarks
+    from avlearn.video.faces import FACE_SHORT_SIDE, face_read_size, track_faces, track_landmarks
     from avlearn.video.landmarks import lip_features
 
     info = probe(path)
-    short = min(info.video.display_size)
-    size = max_short_side if short > max_short_side else None
+    size, scale = face_read_size(min(info.video.display_size), max_short_side or FACE_SHORT_SIDE)
     clip = read_clip(path, 0.0, info.duration, fps=fps, size=size, audio=False)
     video = clip.video[:, : clip.video_end].permute(1, 2, 3, 0).numpy()
-    scale = short / max_short_side if size else 1.0
     tracks = [track_landmarks(video, tr) for tr in track_faces(video, fps)]
     t, k = len(video), len(tracks)
     return {

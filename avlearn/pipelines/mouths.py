@@ -1,6 +1,6 @@
 """The talking faces of a clip as aligned mouth crops, for the models that read mouths (``crop="mouth"``).
 
-Two passes over the frames, read in chunks at most ``MAX_SHORT_SIDE`` pixels on the short side as ``avlearn
+Two passes over the frames, read in chunks at most ``FACE_SHORT_SIDE`` pixels on the short side as ``avlearn
 separate`` reads them, so memory does not grow with the clip: the first detects faces a few times a second and
 links the detections into tracks (:func:`avlearn.video.faces.link_tracks`); the second puts FaceMesh points on
 every frame of every track and cuts the aligned mouth crops (:func:`avlearn.video.faces.aligned_mouths`), kept
@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from avlearn.io import probe
-from avlearn.pipelines.separate import MAX_SHORT_SIDE, frame_chunks, scan_video
+from avlearn.pipelines.separate import frame_chunks, scan_video
 from avlearn.video.detect import FaceDetector
-from avlearn.video.faces import FaceTrack, aligned_mouths, link_tracks, track_landmarks
-from avlearn.video.landmarks import FaceMesh
+from avlearn.video.faces import FaceTrack, aligned_mouths, face_read_size, link_tracks, track_landmarks
+from avlearn.video.landmarks import MIN_PRESENCE, FaceMesh
 
 TOLERANCE_FRAMES = 2  # speaking_scores: a window scores its best over sound offsets within this many frames
 
@@ -43,9 +43,7 @@ def clip_mouths(path: str | Path, fps: float, size: int, detector: FaceDetector 
     """Finds, follows and crops every face of a clip (see the module docstring); no face gives no tracks."""
     t0 = time.perf_counter()
     info = probe(path)
-    short = min(info.video.display_size)
-    read_size = MAX_SHORT_SIDE if short > MAX_SHORT_SIDE else None
-    scale = short / MAX_SHORT_SIDE if read_size else 1.0
+    read_size, scale = face_read_size(min(info.video.display_size))
     n_video, detections, t_detect = scan_video(path, info.duration, fps, read_size, detector or FaceDetector())
     tracks = link_tracks(detections, n_video)
     t1 = time.perf_counter()
@@ -68,7 +66,7 @@ def clip_mouths(path: str | Path, fps: float, size: int, detector: FaceDetector 
         for tr, p, q in zip(tracks, points, presence)
     ]
     timings = {"faces_s": t1 - t0, "detect_s": t_detect, "mouths_s": time.perf_counter() - t1}
-    landmarks = [float(np.mean(q >= 0.5)) if len(q) else 0.0 for q in presence]
+    landmarks = [float(np.mean(q >= MIN_PRESENCE)) if len(q) else 0.0 for q in presence]
     return ClipMouths(tracks, [m[:n] for m in mouths], n, landmarks, timings)
 
 

@@ -61,11 +61,10 @@ from avlearn.pipelines.checkpoints import (
 )
 from avlearn.report import REPORT, write_report
 from avlearn.video.detect import FaceDetector
-from avlearn.video.faces import FaceTrack, crop_boxes, detection_step, link_tracks, mouth_boxes
+from avlearn.video.faces import FaceTrack, crop_boxes, detection_step, face_read_size, link_tracks, mouth_boxes
 
 DEFAULT_CHECKPOINT = default_checkpoint("separation")
 AUDIO_WINDOW_S = 8.0  # an audio-only separator's windows (it is convolutional: any length), half overlapping
-MAX_SHORT_SIDE = 360  # frames are read at most this size: enough for mouth crops, cheap for 720p/1080p
 MIN_DURATION = 0.3  # seconds; shorter clips are padded to one model window, shorter than this is refused
 SPEAKER_VIDEO_SIZE = 192
 READ_CHUNK_S = 5.0  # frames are read this many seconds at a time: memory does not grow with the clip
@@ -186,9 +185,7 @@ def separate_clip(
             raise BoxesError(f"--boxes needs a visual separator; {checkpoint} ({model_name}) is audio-only")
         sync = sync_checkpoint if sync_checkpoint is not None else default_checkpoint("sync")
         return _separate_audio_only(path, info, net, pre, str(checkpoint), model_name, sync, notes, device, t0)
-    short = min(info.video.display_size)
-    size = MAX_SHORT_SIDE if short > MAX_SHORT_SIDE else None
-    scale = short / MAX_SHORT_SIDE if size else 1.0
+    size, scale = face_read_size(min(info.video.display_size))
     sound = read_clip(path, 0.0, info.duration, sample_rate=sr, video=False)  # the whole mixture: small
     detector = FaceDetector() if boxes is None else None
     n_video, detections, t_detect = scan_video(path, info.duration, fps, size, detector)
@@ -256,9 +253,7 @@ def _separate_audio_only(
     ]
     if len(faces.tracks) > 1 and len(voices) > len(faces.tracks):
         notes.append(f"{len(voices) - len(faces.tracks)} separated voice(s) went with no visible face: not written")
-    short = min(info.video.display_size)
-    size = MAX_SHORT_SIDE if short > MAX_SHORT_SIDE else None
-    scale = short / MAX_SHORT_SIDE if size else 1.0
+    size, scale = face_read_size(min(info.video.display_size))
     tracks = [replace(tr, boxes=tr.boxes / scale) for tr in faces.tracks]  # in pixels of the frames as read
     timings = {
         "decode_s": t_faces - t0 - faces.timings["detect_s"] - faces.timings["mouths_s"],

@@ -156,6 +156,7 @@ def sync_offset(
     starts = [round((first + k * hop) * fps) for k in range(int((last - first) / hop + 1e-9) + 1)]
     batches = [starts[i : i + batch_size] for i in range(0, len(starts), batch_size)]
     score = partial(_score, net, padded, pad, fps, sr, num_samples, max_frames, device)
+    frame_ms = 1000 / fps
     faces = []
     if pre.get("crop", "frame") == "mouth":
         found = clip_mouths(path, fps, pre["size"])
@@ -166,7 +167,7 @@ def sync_offset(
             shown = [[f for f in b if f + num_frames <= len(mouths) and seen[f : f + num_frames].float().mean() >= 0.5]
                      for b in batches]  # fmt: skip
             chunks = ((b, torch.stack([mouths[f : f + num_frames] for f in b])) for b in shown if b)
-            faces.append(_estimate(*score(progress.bar(chunks, total=len(batches), desc=f"face {k}"))))
+            faces.append(_estimate(*score(progress.bar(chunks, total=len(batches), desc=f"face {k}")), frame_ms))
             faces[-1]["face"] = k
             faces[-1]["box"] = [round(float(v), 1) for v in np.nanmedian(found.tracks[k].boxes, 0)]
         if all(f["windows"] is None for f in faces):  # no face, or none showing its lips for a whole window
@@ -180,8 +181,9 @@ def sync_offset(
         for f in faces:
             del f["windows"]
     else:
-        chunks = _frame_batches(path, batches, num_frames, fps, pre["size"])
-        best = {**_estimate(*score(progress.bar(chunks, total=len(batches), desc="sync-offset"))), "face": None}
+        frames = _frame_batches(path, batches, num_frames, fps, pre["size"])
+        chunks = progress.bar(frames, total=len(batches), desc="sync-offset")
+        best = {**_estimate(*score(chunks), frame_ms), "face": None}
     estimate, windows, agreement = best["offset_ms"], best["windows"], best["agreement"]
     if windows is None:  # the decodable part holds no whole window (a stream stops early, a cut-off file)
         raise ClipRangeError(
@@ -189,7 +191,6 @@ def sync_offset(
             f"no {window:.2f} s window with {margin:.2f} s of sound on each side could be decoded (picture and "
             f"sound overlap for about {max(0.0, valid_s):.2f} s); sync-offset needs {need:.2f} s of both",
         )
-    frame_ms = 1000 / fps
     # The product of the windows' distributions is confident whenever there are many windows, even when they
     # disagree (an offset beyond the search range, a clip whose picture does not show its sound): the share of
     # windows that agree with the estimate says which.
@@ -232,8 +233,9 @@ def _score(net, padded, pad, fps, sr, num_samples, max_frames, device, batches):
     return offsets, total, per_window, firsts
 
 
-def _estimate(offsets, total, per_window, firsts) -> dict:
-    """The clip's estimate from the windows' distributions (their product), with each window's own."""
+def _estimate(offsets, total, per_window, firsts, frame_ms: float) -> dict:
+    """The clip's estimate from the windows' distributions (their product), with each window's own and the
+    share of windows within ``frame_ms`` of it."""
     if total is None:
         return {"offset_ms": 0.0, "confidence": 0.0, "windows": None, "agreement": 0.0, "mean_confidence": 0.0}
     logp = torch.cat(per_window)
@@ -244,7 +246,6 @@ def _estimate(offsets, total, per_window, firsts) -> dict:
     posterior = total.log_softmax(0)
     k = int(posterior.argmax())
     estimate = float(offsets[k] * 1000)
-    frame_ms = float(offsets[1] - offsets[0]) * 1000 if len(offsets) > 1 else 40.0
     agreement = sum(abs(w.offset_ms - estimate) <= frame_ms + 1e-6 for w in windows) / len(windows)
     return {
         "offset_ms": estimate,

@@ -30,6 +30,15 @@ from avlearn.video.landmarks import MIN_PRESENCE, FaceMesh, mouth_transforms, ro
 MOUTH_REGION = (0.2, 0.55, 0.8, 1.0)  # x0, y0, x1, y1 as fractions of the face box
 MOUTH_SIZE = (32, 48)  # crop height, width
 _CROP_BLOCK = 32  # frames cropped together
+# Faces are found and cropped in frames read at most this size on the short side: enough for mouth crops, cheap
+# for 720p/1080p. Training annotations and inference read the same way, so their crops mean the same pixels.
+FACE_SHORT_SIDE = 360
+
+
+def face_read_size(short_side: int, limit: int = FACE_SHORT_SIDE) -> tuple[int | None, float]:
+    """How to read a clip whose picture's short side is ``short_side`` for the face front-end: ``(size for
+    read_clip/read_frames: the short side, or None to keep the stored size; original pixels per read pixel)``."""
+    return (limit, short_side / limit) if short_side > limit else (None, 1.0)
 
 
 @dataclass
