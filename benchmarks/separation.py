@@ -20,7 +20,9 @@
    through ``avlearn separate`` with the visual checkpoint and with the audio-only one (``--pit-checkpoint``,
    voices given to faces by ``--sync-checkpoint``); all pairs, then same-gender and mixed pairs
    (``real_people_gender.tsv``). The mixture and the ideal ratio mask on the same clips.
-6. The AMI meeting (``--only meeting``, ``../shared/real/meeting``): the audio-only separator alone on the
+6. Sync assignment of the clean stems on the same pairs (``--only assign``): the ceiling of the audio-only
+   route's "assigned" column.
+7. The AMI meeting (``--only meeting``, ``../shared/real/meeting``): the audio-only separator alone on the
    stretches where two headsets carry speech at once, its outputs matched to the two loudest headsets.
 
     python benchmarks/separation.py --only people --pit-checkpoint runs/separation/real_pit/version_0/weights/best \
@@ -291,6 +293,37 @@ def real_people(args) -> None:
             print_table(f"held-out real people, {name} pairs", table)
 
 
+def assignment_ceiling(args) -> None:
+    """Sync assignment with the clean voices in place of separated ones: every pair of ``real_people``, each
+    true stem scored against each face (``speaking_scores`` averaged over the clip, as ``avlearn separate``
+    does) and the Hungarian assignment checked against the side the stem came from. This is the ceiling of
+    the audio-only route's "assigned" column: what the sync model gives when separation is perfect."""
+    from avlearn.pipelines.checkpoints import load_model, resolve_checkpoint
+    from avlearn.pipelines.mouths import clip_mouths, speaking_scores
+    from avlearn.pipelines.separate import assign_voices
+
+    sync, doc = load_model(resolve_checkpoint(args.sync_checkpoint), "sync", torch.device("cpu"))
+    sp = doc["preprocessing"]
+    people = one_voice_clips(args.people)
+    right, total, margins = 0, 0, []
+    with tempfile.TemporaryDirectory() as tmp:
+        for a, b in itertools.combinations(sorted(people), 2):
+            out = Path(tmp) / f"{a}+{b}.mp4"
+            refs = side_by_side([people[a], people[b]], args.seconds, 360, 720, out)
+            faces = clip_mouths(out, float(sp["fps"]), int(sp["size"]))
+            if len(faces.tracks) != 2:
+                print(f"  {a}+{b}: {len(faces.tracks)} faces, left out")
+                continue
+            mouths = [faces.mouths[k] for k in left_to_right(faces)]
+            scores = torch.stack([speaking_scores(sync, mouths, r, sp["window"]).mean(1) for r in refs], 1)
+            order = assign_voices(scores)
+            ok = sum(v == k for k, v in enumerate(order))
+            right, total = right + ok, total + 2
+            margins.append(float(scores[0, 0] + scores[1, 1] - scores[0, 1] - scores[1, 0]))
+            print(f"  {a}+{b}: {ok}/2, margin {margins[-1]:+.2f}", flush=True)
+    print(f"clean voices, sync assignment: {right}/{total} voices on their own face ({right / max(total, 1):.1%})")
+
+
 def meeting(args) -> None:
     """The audio-only separator on the AMI meeting's overlapped speech (see the module docstring)."""
     folder = Path(args.meeting)
@@ -361,7 +394,9 @@ def main() -> None:
     p.add_argument("--num-mixtures", type=int, default=200)
     p.add_argument("--real", default=None, help="folder of real talking heads (../shared/real/video)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--only", choices=["clips", "mixtures", "real", "speed", "people", "meeting"], default=None)
+    p.add_argument(
+        "--only", choices=["clips", "mixtures", "real", "speed", "people", "assign", "meeting"], default=None
+    )
     p.add_argument("--people", default="data/real/test.jsonl", help="real-clip manifest whose people are paired")
     p.add_argument("--seconds", type=float, default=5.0, help="length of each real pair")
     p.add_argument("--sync-checkpoint", default=None, help="mouth sync model that assigns audio-only voices")
@@ -372,7 +407,7 @@ def main() -> None:
     torch.manual_seed(0)
     net_pit = (
         load_separator(args.pit_checkpoint)[0]
-        if args.pit_checkpoint and args.only not in ("people", "meeting")
+        if args.pit_checkpoint and args.only not in ("people", "assign", "meeting")
         else None
     )
     if args.only in (None, "clips") and args.tracks == "mouth":
@@ -385,6 +420,8 @@ def main() -> None:
         speed(args)
     if args.only == "people":
         real_people(args)
+    if args.only == "assign":
+        assignment_ceiling(args)
     if args.only == "meeting":
         meeting(args)
 

@@ -4,6 +4,7 @@ audio-only separator's voices, and their assignment to faces by sync score in ``
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from avlearn.cli import main
+from avlearn.data import mbrola
 from avlearn.data.clips import Draw
 from avlearn.data.voices import LEVEL, VoiceMixtures, VoicePool, load_voices, squeeze_pauses
 from avlearn.io import write_audio
@@ -86,6 +88,29 @@ def test_speaker_folders_are_named_by_their_speaker_and_cached(tmp_path):
     assert len(list((tmp_path / "cache").glob("voices-*.safetensors"))) == 1
     again = load_voices(sources, SR, tmp_path / "cache")
     assert again.names == pool.names and all(torch.equal(a, b) for a, b in zip(again.audio, pool.audio))
+
+
+def test_a_pattern_of_folders_is_one_speaker_per_folder(tmp_path):
+    g = torch.Generator().manual_seed(2)
+    for folder in ("mbrola_us1", "mbrola_de4"):
+        (tmp_path / "bank" / folder).mkdir(parents=True)
+        write_audio(tmp_path / "bank" / folder / "0000.wav", torch.randn(1, SR // 2, generator=g) * 0.1, SR)
+    pool = load_voices([str(tmp_path / "bank" / "*")], SR)
+    assert pool.names == ["de4", "us1"]
+
+
+@pytest.mark.skipif(
+    shutil.which("espeak-ng") is None or "us1" not in mbrola.installed_voices(), reason="needs espeak-ng and mbrola-us1"
+)
+def test_mbrola_voices_are_spoken_sentences_moved_in_whole(tmp_path):
+    text = mbrola.sentences()
+    assert len(text) > 100 and all(5 <= len(s.split()) <= 30 for s in text)
+    seconds = mbrola.make_voice("us1", text, tmp_path, 3.0, seed=0)
+    wavs = sorted((tmp_path / "mbrola_us1").glob("*.wav"))
+    assert seconds >= 3.0 and wavs and not list(tmp_path.glob(".us1-*"))  # no half-written folder left
+    pool = load_voices([str(tmp_path / "mbrola_*")], SR)
+    assert pool.names == ["us1"] and len(pool.audio[0]) > 2 * SR
+    assert mbrola.make_voice("us1", text, tmp_path, 3.0, seed=0) == pytest.approx(seconds)  # kept, not remade
 
 
 def test_assign_voices_maximizes_the_total_score():

@@ -18,6 +18,7 @@ loudness) for permutation-invariant training: ``{"mixture", "sources", "valid"}`
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
@@ -102,9 +103,11 @@ def _manifest_speech(manifest: str, sample_rate: int) -> dict[str, list[np.ndarr
 def load_voices(sources: list[str], sample_rate: int = 16000, cache_dir: str | Path | None = None) -> VoicePool:
     """The voices of ``sources`` (manifests and speaker folders, see the module docstring), pauses squeezed.
 
-    With ``cache_dir`` the decoded pool is kept there as one safetensors file named by the sources and rate
+    A source with a ``*`` is a pattern of folders (``data/voices/mbrola/*``: one speaker per folder). With
+    ``cache_dir`` the decoded pool is kept there as one safetensors file named by the sources and rate
     (decoding the asterisk folders takes a minute; training runs read the file).
     """
+    sources = [p for s in sources for p in (sorted(glob.glob(s)) if "*" in s else [s])]
     key = hashlib.sha1(json.dumps([sorted(sources), sample_rate]).encode()).hexdigest()[:12]
     cached = Path(cache_dir) / f"voices-{key}.safetensors" if cache_dir else None
     if cached is not None and cached.exists():
