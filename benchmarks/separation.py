@@ -295,9 +295,10 @@ def real_people(args) -> None:
 
 def assignment_ceiling(args) -> None:
     """Sync assignment with the clean voices in place of separated ones: every pair of ``real_people``, each
-    true stem scored against each face (``speaking_scores`` averaged over the clip, as ``avlearn separate``
-    does) and the Hungarian assignment checked against the side the stem came from. This is the ceiling of
-    the audio-only route's "assigned" column: what the sync model gives when separation is perfect."""
+    true stem scored against each face (``speaking_scores`` averaged over the clip in windows overlapping by
+    half, as ``avlearn separate`` does) and the Hungarian assignment checked against the side the stem came
+    from. This is the ceiling of the audio-only route's "assigned" column: what the sync model gives when
+    separation is perfect."""
     from avlearn.pipelines.checkpoints import load_model, resolve_checkpoint
     from avlearn.pipelines.mouths import clip_mouths, speaking_scores
     from avlearn.pipelines.separate import assign_voices
@@ -315,7 +316,8 @@ def assignment_ceiling(args) -> None:
                 print(f"  {a}+{b}: {len(faces.tracks)} faces, left out")
                 continue
             mouths = [faces.mouths[k] for k in left_to_right(faces)]
-            scores = torch.stack([speaking_scores(sync, mouths, r, sp["window"]).mean(1) for r in refs], 1)
+            hop = max(1, round(float(sp["window"]) * float(sp["fps"]) / 2))  # as avlearn separate assigns
+            scores = speaking_scores(sync, mouths, refs, sp["window"], hop_frames=hop).mean(-1).T
             order = assign_voices(scores)
             ok = sum(v == k for k, v in enumerate(order))
             right, total = right + ok, total + 2

@@ -152,3 +152,18 @@ def test_windows_where_the_face_is_gone_are_left_out(mouth_checkpoint, tmp_path)
     gone = sync_offset(clip, mouth_checkpoint, max_frames=3, hop=0.16)
     assert max(w.start for w in whole.windows) > 2.5
     assert gone.windows and max(w.start for w in gone.windows) + 0.32 <= 2.0 + 0.32 * 0.5 + 1e-6
+
+
+def test_several_sounds_score_as_each_alone(mouth_checkpoint):
+    from avlearn.pipelines.checkpoints import load_model
+    from avlearn.pipelines.mouths import speaking_scores
+
+    net, doc = load_model(mouth_checkpoint, "sync", torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    mouths = [torch.randint(0, 255, (30, 64, 64, 3), dtype=torch.uint8, generator=g) for _ in range(2)]
+    sounds = torch.randn(3, 16000 * 2, generator=g) * 0.05
+    together = speaking_scores(net, mouths, sounds, doc["preprocessing"]["window"], hop_frames=4)
+    assert together.shape == (3, 2, 30)
+    for j, sound in enumerate(sounds):
+        alone = speaking_scores(net, mouths, sound, doc["preprocessing"]["window"], hop_frames=4)
+        torch.testing.assert_close(together[j], alone)

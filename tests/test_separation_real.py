@@ -14,7 +14,15 @@ import torch
 from avlearn.cli import main
 from avlearn.data import mbrola
 from avlearn.data.clips import Draw
-from avlearn.data.voices import LEVEL, VoiceMixtures, VoicePool, load_voices, squeeze_pauses
+from avlearn.data.voices import (
+    LEVEL,
+    ROOM_RT60_S,
+    VoiceMixtures,
+    VoicePool,
+    load_voices,
+    room_response,
+    squeeze_pauses,
+)
 from avlearn.io import write_audio
 from avlearn.models import create_model
 from avlearn.models.separation import SeparatorFrontEnd
@@ -60,6 +68,34 @@ def test_training_draws_change_with_the_epoch_and_repeat_within_it():
     a, b = ds[Draw(1, 0)]["mixture"], ds[Draw(1, 1)]["mixture"]
     assert not torch.allclose(a, b)
     torch.testing.assert_close(ds[Draw(1, 0)]["mixture"], a)
+
+
+def test_a_random_room_decays_by_60_db_over_its_reverberation_time():
+    rir = room_response(torch.Generator().manual_seed(0), SR)
+    lo, hi = ROOM_RT60_S
+    assert lo * SR <= len(rir) <= hi * SR and rir[0] == 1.0
+    tail = rir[1:].pow(2)
+    tenth = len(tail) // 10
+    decay_db = 10 * torch.log10(tail[:tenth].mean() / tail[-tenth:].mean())
+    assert 45 < decay_db < 65  # the first and last tenth of the tail, ~54 dB apart
+
+
+def test_reverberant_sources_are_the_targets_and_still_sum_to_the_mixture():
+    pool = _pool()
+    dry = VoiceMixtures(pool, 1.0, gain_db=0.0, length=2, deterministic=True)[0]["sources"]
+    item = VoiceMixtures(pool, 1.0, gain_db=0.0, length=2, deterministic=True, reverb=1.0)[0]
+    torch.testing.assert_close(item["mixture"], item["sources"].sum(0))
+    torch.testing.assert_close(item["sources"].pow(2).mean(-1).sqrt(), torch.full((2,), LEVEL), rtol=1e-3, atol=0)
+    assert not torch.allclose(item["sources"], dry, atol=1e-3)
+
+
+def test_solo_mixtures_are_one_voice_and_silence():
+    ds = VoiceMixtures(_pool(), 1.0, gain_db=0.0, length=40, deterministic=True, solo=0.5)
+    silent = [bool((ds[i]["sources"][1] == 0).all()) for i in range(len(ds))]
+    assert 8 <= sum(silent) <= 32
+    item = ds[silent.index(True)]
+    assert item["valid"].all() and item["sources"][0].abs().max() > 0
+    torch.testing.assert_close(item["mixture"], item["sources"][0])
 
 
 def test_too_few_speakers_is_refused():

@@ -37,6 +37,8 @@ from avlearn.io.write import atomic_path
 LEVEL = 0.05  # RMS of a source at 0 dB gain
 FRAME_S = 0.02  # pause detection frames
 PAUSE_DB = 35.0  # frames this far below the speaker's loud frames (95th percentile) are pauses
+ROOM_RT60_S = (0.15, 0.7)  # reverberation times of the random rooms: small office to living room
+ROOM_DRR_DB = (0.0, 12.0)  # their direct-to-reverberant ratios: a talker 0.5-2 m from the microphone
 KEEP_PAUSE_S = 0.1  # pauses are shortened to this, not removed, so words keep their edges
 
 
@@ -130,13 +132,33 @@ def load_voices(sources: list[str], sample_rate: int = 16000, cache_dir: str | P
     return VoicePool(names, audio, sample_rate)
 
 
+def room_response(g: torch.Generator, sample_rate: int) -> torch.Tensor:
+    """A random room's impulse response: the direct sound, then exponentially decaying noise (reverberation
+    time RT60 of ``ROOM_RT60_S``, direct-to-reverberant ratio of ``ROOM_DRR_DB``), the statistical model of
+    a diffuse late reverberation (Polack)."""
+    lo, hi = ROOM_RT60_S
+    rt60 = lo + (hi - lo) * float(torch.rand((), generator=g))
+    t = torch.arange(round(rt60 * sample_rate)) / sample_rate
+    tail = torch.randn(len(t), generator=g) * torch.exp(-6.91 * t / rt60)  # -60 dB at rt60
+    lo, hi = ROOM_DRR_DB
+    drr = lo + (hi - lo) * float(torch.rand((), generator=g))
+    tail = tail / tail.norm() * 10 ** (-drr / 20)
+    tail[0] = 1.0
+    return tail
+
+
 class VoiceMixtures(torch.utils.data.Dataset):
     """Mixtures of ``num_mix`` different speakers of a pool: each a random ``window`` of their speech at RMS
     ``LEVEL`` times a random gain of up to ``gain_db`` dB, summed.
 
     Item ``i`` (of ``length``) starts from speaker ``i mod speakers``, so every speaker is drawn equally
     often; the rest is random, seeded by (seed, epoch, i), or by (seed, i) alone when ``deterministic`` (the
-    fixed validation mixtures).
+    fixed validation mixtures). With ``reverb`` that share of the sources is heard in a random room
+    (:func:`room_response`), and that reverberant voice is its target: a real clip's voice, which the separator
+    must give back, carries its room, while most training voices (MBROLA, prompts) are dry. With ``solo`` that
+    share of the mixtures is one voice alone, the other sources silence: in a real clip one person mostly
+    talks while the other listens, and a separator that always splits the sound in two would cut one voice in
+    halves and give the listener one.
     """
 
     def __init__(
@@ -148,12 +170,15 @@ class VoiceMixtures(torch.utils.data.Dataset):
         length: int = 4000,
         deterministic: bool = False,
         seed: int = 0,
+        reverb: float = 0.0,
+        solo: float = 0.0,
     ):
         if len(pool.names) < num_mix:
             raise ValueError(f"{num_mix}-speaker mixtures need {num_mix} speakers, the pool has {len(pool.names)}")
         self.pool, self.num_mix, self.gain_db = pool, num_mix, gain_db
         self.num_samples = round(window * pool.sample_rate)
-        self.length, self.deterministic, self.seed = length, deterministic, seed
+        self.length, self.deterministic, self.seed, self.reverb = length, deterministic, seed, reverb
+        self.solo = solo
 
     def __len__(self) -> int:
         return self.length
@@ -171,7 +196,13 @@ class VoiceMixtures(torch.utils.data.Dataset):
                 wav = wav.repeat(-(-self.num_samples // len(wav)))
             s0 = int(torch.randint(len(wav) - self.num_samples + 1, (1,), generator=g))
             piece = wav[s0 : s0 + self.num_samples].float()  # a cache may hold float16
+            if self.reverb and torch.rand((), generator=g) < self.reverb:  # no draw without reverb: old runs replay
+                rir = room_response(g, self.pool.sample_rate)
+                spectrum = torch.fft.rfft(piece, 2 * self.num_samples) * torch.fft.rfft(rir, 2 * self.num_samples)
+                piece = torch.fft.irfft(spectrum, 2 * self.num_samples)[: self.num_samples]
             gain = 10 ** ((torch.rand((), generator=g) * 2 - 1) * self.gain_db / 20)
             sources[i] = piece / (piece.pow(2).mean().sqrt() + 1e-5) * LEVEL * gain
+        if self.solo and torch.rand((), generator=g) < self.solo:
+            sources[1:] = 0.0  # one voice: the other outputs must learn to stay silent
         valid = torch.ones(self.num_mix, dtype=torch.bool)
         return {"mixture": sources.sum(0), "sources": sources, "valid": valid}

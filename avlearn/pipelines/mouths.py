@@ -88,7 +88,9 @@ def speaking_scores(
     Args:
         net: a sync model reading mouths (its front-ends give fps and sample rate).
         mouths: ``K`` crop sequences ``(T, size, size, 3)`` uint8 (:func:`clip_mouths`).
-        audio: ``(S,)`` the clip's sound at the model's rate, aligned with frame 0.
+        audio: ``(S,)`` the clip's sound at the model's rate, aligned with frame 0; or ``(M, S)``, several
+            sounds (separated voices) scored against the same faces, each window's mouths encoded once:
+            the result is then ``(M, K, T)``.
         window: seconds per window (the checkpoint's ``preprocessing["window"]``).
         offset_frames: score the sound this many frames later (a clip's own offset, from sync-offset).
         tolerance_frames: each window's score is its best over sound offsets within this many frames of
@@ -98,9 +100,11 @@ def speaking_scores(
     pre = net.preprocessing
     fps, sr = float(pre["fps"]), int(pre["sample_rate"])
     n = round(window * fps)
+    sounds = audio if audio.dim() == 2 else audio[None]
     t = min(len(m) for m in mouths) if mouths else 0
     if t == 0:
-        return torch.zeros(len(mouths), 0)
+        empty = torch.zeros(len(sounds), len(mouths), 0)
+        return empty if audio.dim() == 2 else empty[0]
     starts = list(range(0, max(1, t - n + 1), hop_frames))
     if starts[-1] != max(0, t - n):
         starts.append(max(0, t - n))
@@ -108,11 +112,11 @@ def speaking_scores(
     tol = TOLERANCE_FRAMES if tolerance_frames is None else tolerance_frames
     step = round(sr / fps)
     shift = round(offset_frames / fps * sr) + tol * step  # the audio is padded by tol frames at its start
-    audio = torch.nn.functional.pad(audio, (tol * step, 0))
     end = round((t + n) / fps * sr) + abs(shift) + tol * step
-    padded = torch.nn.functional.pad(audio, (0, max(0, end - audio.shape[0])))
+    padded = torch.nn.functional.pad(sounds, (tol * step, 0))
+    padded = torch.nn.functional.pad(padded, (0, max(0, end - padded.shape[-1])))
     device = next(net.parameters()).device
-    total, count = torch.zeros(len(mouths), t), torch.zeros(t)
+    total, count = torch.zeros(len(sounds), len(mouths), t), torch.zeros(t)
     for f in starts:
         count[f : f + n] += 1
     for k, m in enumerate(mouths):
@@ -123,12 +127,13 @@ def speaking_scores(
             vids = torch.stack([m[f : f + n] for f in b]).to(device)
             a0 = [max(0, round(f / fps * sr) + shift) for f in b]
             vt = net.video_tokens(vids)
-
-            scores = []
-            for d in range(-tol, tol + 1):  # the sound d frames later than the windows' own
-                auds = torch.stack([padded[s + d * step : s + d * step + num_samples] for s in a0]).to(device)
-                scores.append(net.score(vt, net.audio_tokens(auds, vt.shape[1])))
-            logits = torch.stack(scores).amax(0).float().cpu()
-            for f, logit in zip(b, logits):
-                total[k, f : f + n] += logit
-    return total / count.clamp(min=1)
+            for j, sound in enumerate(padded):
+                scores = []
+                for d in range(-tol, tol + 1):  # the sound d frames later than the windows' own
+                    auds = torch.stack([sound[s + d * step : s + d * step + num_samples] for s in a0]).to(device)
+                    scores.append(net.score(vt, net.audio_tokens(auds, vt.shape[1])))
+                logits = torch.stack(scores).amax(0).float().cpu()
+                for f, logit in zip(b, logits):
+                    total[j, k, f : f + n] += logit
+    total = total / count.clamp(min=1)
+    return total if audio.dim() == 2 else total[0]

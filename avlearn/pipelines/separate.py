@@ -243,7 +243,9 @@ def _separate_audio_only(
     audio = sound.audio[0, : round(n_valid / fps * sr)]
     voices = separate_audio(net, audio)
     t_sep = time.perf_counter()
-    scores = torch.stack([speaking_scores(sync, faces.mouths, v, sp["window"]).mean(1) for v in voices], 1)
+    # (faces, voices): each voice's mean over the clip, in windows overlapping by half (the mean needs no finer hop)
+    hop = max(1, round(float(sp["window"]) * fps / 2))
+    scores = speaking_scores(sync, faces.mouths, voices, sp["window"], hop_frames=hop).mean(-1).T
     order = assign_voices(scores)
     out = torch.stack([voices[v] if v is not None else torch.zeros_like(audio) for v in order])
     if len(faces.tracks) == 1:
