@@ -25,6 +25,7 @@ from avlearn.video.detect import iou
 from avlearn.video.faces import crop_boxes, mouth_boxes, track_faces
 
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo" / "speakers"
+VISUAL = ["--checkpoint", "separate_speakers"]  # the visual separator (the default is audio-only + sync)
 torch.set_num_threads(2)
 
 
@@ -262,6 +263,7 @@ def test_boxes_file_replaces_the_detector(tmp_path):
     assert (
         main(
             ["separate", str(DEMO / "test" / "000001.mp4"), "--out", str(out), "--boxes", str(tmp_path / "boxes.json")]
+            + VISUAL
         )
         == 0
     )
@@ -281,6 +283,7 @@ def test_boxes_file_replaces_the_detector(tmp_path):
                 str(tmp_path / "x"),
                 "--boxes",
                 str(tmp_path / "bad.json"),
+                *VISUAL,
             ]
         )
         == 1

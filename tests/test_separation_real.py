@@ -89,15 +89,6 @@ def test_reverberant_sources_are_the_targets_and_still_sum_to_the_mixture():
     assert not torch.allclose(item["sources"], dry, atol=1e-3)
 
 
-def test_solo_mixtures_are_one_voice_and_silence():
-    ds = VoiceMixtures(_pool(), 1.0, gain_db=0.0, length=40, deterministic=True, solo=0.5)
-    silent = [bool((ds[i]["sources"][1] == 0).all()) for i in range(len(ds))]
-    assert 8 <= sum(silent) <= 32
-    item = ds[silent.index(True)]
-    assert item["valid"].all() and item["sources"][0].abs().max() > 0
-    torch.testing.assert_close(item["mixture"], item["sources"][0])
-
-
 def test_too_few_speakers_is_refused():
     with pytest.raises(ValueError, match="need 3 speakers"):
         VoiceMixtures(_pool(2), 1.0, num_mix=3)

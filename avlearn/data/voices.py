@@ -155,10 +155,7 @@ class VoiceMixtures(torch.utils.data.Dataset):
     often; the rest is random, seeded by (seed, epoch, i), or by (seed, i) alone when ``deterministic`` (the
     fixed validation mixtures). With ``reverb`` that share of the sources is heard in a random room
     (:func:`room_response`), and that reverberant voice is its target: a real clip's voice, which the separator
-    must give back, carries its room, while most training voices (MBROLA, prompts) are dry. With ``solo`` that
-    share of the mixtures is one voice alone, the other sources silence: in a real clip one person mostly
-    talks while the other listens, and a separator that always splits the sound in two would cut one voice in
-    halves and give the listener one.
+    must give back, carries its room, while most training voices (MBROLA, prompts) are dry.
     """
 
     def __init__(
@@ -171,14 +168,12 @@ class VoiceMixtures(torch.utils.data.Dataset):
         deterministic: bool = False,
         seed: int = 0,
         reverb: float = 0.0,
-        solo: float = 0.0,
     ):
         if len(pool.names) < num_mix:
             raise ValueError(f"{num_mix}-speaker mixtures need {num_mix} speakers, the pool has {len(pool.names)}")
         self.pool, self.num_mix, self.gain_db = pool, num_mix, gain_db
         self.num_samples = round(window * pool.sample_rate)
         self.length, self.deterministic, self.seed, self.reverb = length, deterministic, seed, reverb
-        self.solo = solo
 
     def __len__(self) -> int:
         return self.length
@@ -202,7 +197,5 @@ class VoiceMixtures(torch.utils.data.Dataset):
                 piece = torch.fft.irfft(spectrum, 2 * self.num_samples)[: self.num_samples]
             gain = 10 ** ((torch.rand((), generator=g) * 2 - 1) * self.gain_db / 20)
             sources[i] = piece / (piece.pow(2).mean().sqrt() + 1e-5) * LEVEL * gain
-        if self.solo and torch.rand((), generator=g) < self.solo:
-            sources[1:] = 0.0  # one voice: the other outputs must learn to stay silent
         valid = torch.ones(self.num_mix, dtype=torch.bool)
         return {"mixture": sources.sum(0), "sources": sources, "valid": valid}

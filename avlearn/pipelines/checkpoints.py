@@ -26,7 +26,7 @@ from avlearn.models.weights import CheckpointError, load_weights
 DEFAULTS = {
     "sync": "sync_real",  # avlearn sync-offset (reads mouths), localize's and separate's speaker model
     "sync_frames": "sync_speakers",  # avlearn sync-offset on a scene without faces (reads the whole picture)
-    "separation": "separate_speakers",  # avlearn separate
+    "separation": "separate_real",  # avlearn separate: audio-only voices, each given to a face by `sync`
     "localize": "localize_instruments",  # avlearn localize
     "preview": "preview_actions",  # avlearn recognize
 }
@@ -107,14 +107,15 @@ def add_device_argument(parser) -> None:
 def load_model(
     checkpoint: str | os.PathLike, task: str, device: torch.device | str = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """``(model in eval mode on device, description)`` of a ``task`` checkpoint; the description's
-    ``preprocessing`` includes the model's front-end settings.
+    """``(model in eval mode on device, description)`` of a ``task`` checkpoint (a path, or a shipped
+    checkpoint's name: :func:`resolve_checkpoint`); the description's ``preprocessing`` includes the model's
+    front-end settings.
 
     Raises:
         CheckpointError: as :func:`avlearn.models.weights.load_weights`, or a description that disagrees
             with the model's front-end.
     """
-    net, doc = load_weights(checkpoint, task=task)
+    net, doc = load_weights(resolve_checkpoint(checkpoint), task=task)
     own = getattr(net, "preprocessing", {})
     pre = doc["preprocessing"]
     clash = [f"{k} {pre[k]} (its model takes {v})" for k, v in own.items() if pre.get(k, v) != v]
