@@ -337,15 +337,14 @@ def listeners(args) -> None:
 
 def assignment_ceiling(args) -> None:
     """Sync assignment with the clean voices in place of separated ones: every pair of ``real_people``, each
-    true stem scored against each face (``speaking_scores`` averaged over the clip in windows overlapping by
-    half, as ``avlearn separate`` does) and the Hungarian assignment checked against the side the stem came
-    from. This is the ceiling of the audio-only route's "assigned" column: what the sync model gives when
-    separation is perfect."""
-    from avlearn.pipelines.checkpoints import load_model, resolve_checkpoint
-    from avlearn.pipelines.mouths import clip_mouths, speaking_scores
+    true stem scored against each face (``voice_scores``, as ``avlearn separate`` does) and the Hungarian
+    assignment checked against the side the stem came from. This is the ceiling of the audio-only route's
+    "assigned" column: what the sync model gives when separation is perfect."""
+    from avlearn.pipelines.checkpoints import load_model
+    from avlearn.pipelines.mouths import clip_mouths, voice_scores
     from avlearn.pipelines.separate import assign_voices
 
-    sync, doc = load_model(resolve_checkpoint(args.sync_checkpoint), "sync", torch.device("cpu"))
+    sync, doc = load_model(args.sync_checkpoint, "sync", torch.device("cpu"))
     sp = doc["preprocessing"]
     people = one_voice_clips(args.people)
     right, total, margins = 0, 0, []
@@ -358,8 +357,7 @@ def assignment_ceiling(args) -> None:
                 print(f"  {a}+{b}: {len(faces.tracks)} faces, left out")
                 continue
             mouths = [faces.mouths[k] for k in left_to_right(faces)]
-            hop = max(1, round(float(sp["window"]) * float(sp["fps"]) / 2))  # as avlearn separate assigns
-            scores = speaking_scores(sync, mouths, refs, sp["window"], hop_frames=hop).mean(-1).T
+            scores = voice_scores(sync, mouths, refs, sp["window"])  # as avlearn separate assigns
             order = assign_voices(scores)
             ok = sum(v == k for k, v in enumerate(order))
             right, total = right + ok, total + 2

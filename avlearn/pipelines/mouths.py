@@ -137,3 +137,10 @@ def speaking_scores(
                     total[j, k, f : f + n] += logit
     total = total / count.clamp(min=1)
     return total if audio.dim() == 2 else total[0]
+
+
+def voice_scores(net: torch.nn.Module, mouths: list[torch.Tensor], voices: torch.Tensor, window: float) -> torch.Tensor:
+    """``(K faces, M voices)``: how well each of ``voices`` ``(M, S)`` goes with each face's mouth over the whole
+    clip, :func:`speaking_scores` averaged, in windows overlapping by half (a clip mean needs no finer hop)."""
+    hop = max(1, round(float(window) * float(net.preprocessing["fps"]) / 2))
+    return speaking_scores(net, mouths, voices, window, hop_frames=hop).mean(-1).T

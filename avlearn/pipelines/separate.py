@@ -13,7 +13,7 @@ An audio-only checkpoint (``asep_unet_pit``: a fixed number of voices, in no par
 route: the soundtrack is separated alone (long windows, each window's voices put in the order of the one
 before by their agreement where they overlap), the faces are followed and their aligned mouths cut
 (:func:`avlearn.pipelines.mouths.clip_mouths`), and each voice goes to the face whose mouth a sync model
-finds it goes with (:func:`assign_voices` over :func:`avlearn.pipelines.mouths.speaking_scores`).
+finds it goes with (:func:`assign_voices` over :func:`avlearn.pipelines.mouths.voice_scores`).
 
 Memory does not grow with the clip: the frames are read ``READ_CHUNK_S`` seconds at a time, three times
 (faces, keeping only their boxes; mouth crops for each batch of windows; the speaker videos, encoded as
@@ -219,7 +219,7 @@ def _separate_audio_only(
 ) -> SeparationResult:
     """:func:`separate_clip` with an audio-only separator: voices from the sound alone, faces by their aligned
     mouths, each voice given to a face by sync score (see the module docstring)."""
-    from avlearn.pipelines.mouths import clip_mouths, speaking_scores  # mouths reads frames with this module
+    from avlearn.pipelines.mouths import clip_mouths, voice_scores  # mouths reads frames with this module
 
     sync_checkpoint = resolve_checkpoint(sync_checkpoint)  # a shipped checkpoint's name, or a path
     sync, doc = load_model(sync_checkpoint, "sync", device)
@@ -243,10 +243,7 @@ def _separate_audio_only(
     audio = sound.audio[0, : round(n_valid / fps * sr)]
     voices = separate_audio(net, audio)
     t_sep = time.perf_counter()
-    # (faces, voices): each voice's mean over the clip, in windows overlapping by half (the mean needs no finer hop)
-    hop = max(1, round(float(sp["window"]) * fps / 2))
-    scores = speaking_scores(sync, faces.mouths, voices, sp["window"], hop_frames=hop).mean(-1).T
-    order = assign_voices(scores)
+    order = assign_voices(voice_scores(sync, faces.mouths, voices, sp["window"]))
     out = torch.stack([voices[v] if v is not None else torch.zeros_like(audio) for v in order])
     if len(faces.tracks) == 1:
         notes.append("one face found: it gets the separated voice its mouth goes with; the other is not written")
