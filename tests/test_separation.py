@@ -19,7 +19,8 @@ from avlearn.data.manifest import read_manifest
 from avlearn.data.separation import MixTracks, extract_tracks
 from avlearn.io import probe, read_audio, read_clip
 from avlearn.metrics.separation import bss_eval, pit_assign, si_sdr, si_sdr_matrix, stoi
-from avlearn.pipelines.separate import DEFAULT_CHECKPOINT, separate_clip
+from avlearn.pipelines import separate as separate_pipeline
+from avlearn.pipelines.separate import DEFAULT_CHECKPOINT, frame_chunks, keep_frames, separate_clip
 from avlearn.tasks.separate import Separation, snr_loss
 from avlearn.video.detect import iou
 from avlearn.video.faces import crop_boxes, mouth_boxes, track_faces
@@ -231,6 +232,27 @@ def test_separate_demo_clip_gives_each_face_its_own_voice(tmp_path):
     assert (improvement > 3).all(), improvement  # the mixture itself scores 0
     video = read_clip(tmp_path / "speaker_1.mp4", 0, 1.0)
     assert video.video.shape[-1] == 192 and video.audio.abs().max() > 0.01
+
+
+def test_later_passes_reuse_the_frames_decoded_once_and_nothing_writes_into_them(tmp_path, monkeypatch):
+    clip = DEMO / "test" / "000001.mp4"
+    decoded = []
+    read = separate_pipeline.read_frames
+    monkeypatch.setattr(separate_pipeline, "read_frames", lambda *a, **k: decoded.append(a[1]) or read(*a, **k))
+    with keep_frames():
+        first = [f for _, f in frame_chunks(clip, 0, 100, 25.0, 180)]
+        again = [f for _, f in frame_chunks(clip, 0, 80, 25.0, 180)]  # a shorter pass: the same chunks, cut
+        assert len(decoded) == 1 and again[0].data_ptr() == first[0].data_ptr() and len(again[0]) == 80
+        result = separate_clip(clip)  # the default's three passes: faces, mouths, speaker videos
+        result.save(tmp_path / "out")
+        kept = [f for _, f in frame_chunks(clip, 0, result.num_frames, result.fps, result.read_size)]
+    fresh = [f for _, f in frame_chunks(clip, 0, result.num_frames, result.fps, result.read_size)]
+    assert len(decoded) == 3  # the first pass of each size once, then the fresh pass outside the block
+    assert all(torch.equal(a, b) for a, b in zip(kept, fresh, strict=True))
+    with keep_frames(budget_mb=0):  # past the budget every pass decodes as before
+        for _ in range(2):
+            list(frame_chunks(clip, 0, 100, 25.0, 180))
+    assert len(decoded) == 5
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg program")

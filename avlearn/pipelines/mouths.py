@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from avlearn.io import probe
-from avlearn.pipelines.separate import frame_chunks, scan_video
+from avlearn.pipelines.separate import frame_chunks, keep_frames, scan_video
 from avlearn.video.detect import FaceDetector
 from avlearn.video.faces import FaceTrack, aligned_mouths, face_read_size, link_tracks, track_landmarks
 from avlearn.video.landmarks import MIN_PRESENCE, FaceMesh
@@ -39,6 +39,7 @@ class ClipMouths:
     timings: dict[str, float]
 
 
+@keep_frames()  # the two passes decode a short clip once
 def clip_mouths(path: str | Path, fps: float, size: int, detector: FaceDetector | None = None) -> ClipMouths:
     """Finds, follows and crops every face of a clip (see the module docstring); no face gives no tracks."""
     t0 = time.perf_counter()

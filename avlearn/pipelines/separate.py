@@ -15,18 +15,22 @@ before by their agreement where they overlap), the faces are followed and their 
 (:func:`avlearn.pipelines.mouths.clip_mouths`), and each voice goes to the face whose mouth a sync model
 finds it goes with (:func:`assign_voices` over :func:`avlearn.pipelines.mouths.voice_scores`).
 
-Memory does not grow with the clip: the frames are read ``READ_CHUNK_S`` seconds at a time, three times
+Memory does not grow with the clip: the frames are read ``READ_CHUNK_S`` seconds at a time, in three passes
 (faces, keeping only their boxes; mouth crops for each batch of windows; the speaker videos, encoded as
-they come), and only the soundtrack, the voices and per-frame boxes are held whole (a few MB a minute).
+they come), and only the soundtrack, the voices and per-frame boxes are held whole (a few MB a minute). The
+first ``KEEP_FRAMES_MB`` of decoded frames are kept for the later passes (:func:`keep_frames`), so a short
+clip is decoded once.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
 import itertools
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -68,6 +72,7 @@ AUDIO_WINDOW_S = 8.0  # an audio-only separator's windows (it is convolutional: 
 MIN_DURATION = 0.3  # seconds; shorter clips are padded to one model window, shorter than this is refused
 SPEAKER_VIDEO_SIZE = 192
 READ_CHUNK_S = 5.0  # frames are read this many seconds at a time: memory does not grow with the clip
+KEEP_FRAMES_MB = 320  # decoded frames kept for a clip's later passes (keep_frames): 18 s of 640x360
 OUTPUTS = ("speaker_*.wav", "speaker_*.mp4", "result.json")  # the names written into --out
 
 
@@ -77,6 +82,26 @@ class NoFaceError(MediaError):
 
 class BoxesError(ValueError):
     """A ``--boxes`` file that does not hold one box, or one box per frame, per speaker."""
+
+
+_kept_frames: contextvars.ContextVar[dict | None] = contextvars.ContextVar("kept_frames", default=None)
+
+
+@contextlib.contextmanager
+def keep_frames(budget_mb: float = KEEP_FRAMES_MB):
+    """Within this block :func:`frame_chunks` keeps the chunks it decodes, up to ``budget_mb`` in all, and
+    gives them to the later passes over the same clip instead of decoding them again (the faces, the mouths
+    and the speaker videos each pass over the frames: a short clip is then decoded once). Past the budget the
+    chunks are decoded again as before, so memory stays bounded whatever the clip's length. A block inside
+    another uses the outer one's frames; they are let go when the outermost block ends."""
+    if _kept_frames.get() is not None:
+        yield
+        return
+    token = _kept_frames.set({"budget": budget_mb * 2**20, "used": 0, "chunks": {}})
+    try:
+        yield
+    finally:
+        _kept_frames.reset(token)
 
 
 @dataclass
@@ -143,6 +168,7 @@ def _window_starts(total: int, window: int) -> list[int]:
 
 
 @torch.no_grad()
+@keep_frames()
 def separate_clip(
     path: str | Path,
     checkpoint: str | Path = DEFAULT_CHECKPOINT,
@@ -156,7 +182,9 @@ def separate_clip(
 
     Memory stays bounded whatever the clip's length: the frames are read twice in chunks (once to find the
     faces, keeping only their boxes; once for the mouth crops of each batch of windows) and never held
-    whole; only the mixture, the voices and per-frame boxes grow with the clip (about 4 MB per minute each).
+    whole (the first ``KEEP_FRAMES_MB`` are kept for the second pass and for ``save``'s videos within one
+    :func:`keep_frames` block); only the mixture, the voices and per-frame boxes grow with the clip (about
+    4 MB per minute each).
 
     Args:
         path: video file with audio.
@@ -435,16 +463,32 @@ def _crop_windows(
         yield chunk, torch.stack([crops[:, f - lo : f - lo + win_f] for f in chunk])
 
 
+def _read_chunk(path: str | Path, f0: int, f1: int, fps: float, size: int | None) -> torch.Tensor:
+    """Frames ``f0..f1`` as :func:`frame_chunks` reads them, from :func:`keep_frames`' store when it holds them."""
+    kept = _kept_frames.get()
+    key = (os.fspath(path), fps, size, f0)
+    if kept is not None and key in kept["chunks"]:
+        wanted, frames = kept["chunks"][key]
+        if wanted >= f1 - f0:  # read for at least this window: what it holds of it is what the video holds
+            return frames[: f1 - f0]
+    frames = read_frames(path, f0 / fps, (f1 - f0) / fps, fps=fps, size=size).contiguous()
+    if kept is not None and kept["used"] + frames.nbytes <= kept["budget"]:
+        kept["chunks"][key] = (f1 - f0, frames)
+        kept["used"] += frames.nbytes
+    return frames
+
+
 def frame_chunks(path: str | Path, start: int, stop: int, fps: float, size: int | None, desc: str | None = None):
     """Yields ``(first frame index, (T, H, W, 3) uint8 frames)`` of frames ``start..stop`` at ``fps``, read
     ``READ_CHUNK_S`` seconds at a time (:func:`avlearn.io.read_frames`: a late-starting picture is preceded by
-    black frames); the frames end with the video (``(index, None)`` if it ends before ``stop``). A pass over
-    the clip named ``desc`` shows a progress bar."""
+    black frames; within :func:`keep_frames` a chunk read before is not decoded again); the frames end with
+    the video (``(index, None)`` if it ends before ``stop``). A pass over the clip named ``desc`` shows a
+    progress bar. The frames are shared with later passes: do not write into them."""
     step = max(1, round(READ_CHUNK_S * fps))
     chunks = range(start, stop, step)
     for f0 in chunks if desc is None else progress.bar(chunks, desc=desc, unit="chunk"):
         f1 = min(stop, f0 + step)
-        frames = read_frames(path, f0 / fps, (f1 - f0) / fps, fps=fps, size=size).contiguous()
+        frames = _read_chunk(path, f0, f1, fps, size)
         if len(frames):
             yield f0, frames
         if len(frames) < f1 - f0:
@@ -572,7 +616,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
     device = resolve_device(args.device)  # before --out is touched
     try:  # --out is checked and locked before any work; results move into it as a whole at the end
-        with staged_output(args.out, [args.clip, args.boxes], OUTPUTS, "separate") as tmp:
+        with staged_output(args.out, [args.clip, args.boxes], OUTPUTS, "separate") as tmp, keep_frames():
             result = separate_clip(
                 args.clip, args.checkpoint, boxes=boxes, device=device, sync_checkpoint=args.sync_checkpoint
             )
