@@ -1,6 +1,6 @@
 """Separation figures for the README: held-out clips, mix-and-separate mixtures, real talking heads, speed.
 
-    python benchmarks/separation.py --checkpoint assets/checkpoints/separate_speakers \
+    python benchmarks/separation.py --checkpoint separate_speakers \
         --pit-checkpoint runs/separation/speakers_pit/version_0/weights/best \
         --manifest data/speakers160/test.jsonl --real ../shared/real/video
 
@@ -54,7 +54,7 @@ from avlearn.data.manifest import read_manifest
 from avlearn.data.separation import MixTracks, extract_tracks
 from avlearn.io import read_audio, read_clip, write_video
 from avlearn.metrics.separation import bss_eval, pit_assign, si_sdr, si_sdr_matrix, stoi
-from avlearn.pipelines.separate import load_separator, separate_audio, separate_clip
+from avlearn.pipelines.separate import DEFAULT_CHECKPOINT, load_separator, separate_audio, separate_clip
 from avlearn.video.detect import iou
 
 SR = 16000
@@ -87,8 +87,12 @@ def scores(est: torch.Tensor, refs: torch.Tensor, mixture: torch.Tensor, speech:
         "si_sdri": (m.diagonal() - base).tolist(),
         "assigned": (m.argmax(1) == torch.arange(len(refs))).tolist(),
     }
-    bss = bss_eval(est, refs)
-    out.update({k: v.tolist() for k, v in bss.items()})
+    # BSS-eval is undefined for a silent output (a third face beside a two-voice separator): it scores the
+    # others (each estimate is projected on its own, so a stand-in changes no other figure) and leaves it out.
+    silent = est.abs().amax(-1) == 0
+    bss = bss_eval(torch.where(silent[:, None], refs.sum(0), est), refs)
+    out.update({k: np.where(silent.numpy(), np.nan, v).tolist() for k, v in bss.items()})
+    out["silent"] = silent.tolist()
     if speech:
         out["stoi"] = [stoi(e, r, SR) for e, r in zip(est, refs)]
     return out
@@ -102,12 +106,12 @@ def merge(table: dict[str, dict[str, list]], name: str, s: dict[str, list]) -> N
 
 def print_table(title: str, table: dict[str, dict[str, list]]) -> None:
     print(f"\n{title}")
-    cols = ["si_sdri", "si_sdr", "sdr", "sir", "sar", "stoi", "assigned"]
+    cols = ["si_sdri", "si_sdr", "sdr", "sir", "sar", "stoi", "assigned", "silent"]
     print("| method | n | " + " | ".join(cols) + " |")
     print("|---|---:|" + "---:|" * len(cols))
     for name, row in table.items():
         n = len(row["si_sdr"])
-        vals = [f"{np.mean(row[c]):.2f}" if c in row else "-" for c in cols]
+        vals = [f"{np.nanmean(row[c]):.2f}" if c in row else "-" for c in cols]
         print(f"| {name} | {n} | " + " | ".join(vals) + " |")
 
 
@@ -140,7 +144,8 @@ def test_clips(args, net_pit) -> None:
             merge(table, "mixture", scores(mixture.expand(num, n).clone(), refs, mixture))
             if net_pit is not None and num == 2:
                 merge(table, "audio-only PIT (oracle assignment)", scores(pit(net_pit, mixture, refs), refs, mixture))
-            merge(table, "visual (mouth tracks)", scores(result.voices[:, :n], refs, mixture))
+            name = f"avlearn separate ({Path(result.checkpoint).name})"
+            merge(table, name, scores(result.voices[:, :n], refs, mixture))
             merge(table, "ideal ratio mask (oracle)", scores(irm(mixture, refs), refs, mixture))
         took = time.perf_counter() - t0
         print_table(
@@ -166,12 +171,13 @@ def mixtures(args, net_vis, net_pit) -> None:
             if (refs.pow(2).sum(-1) < 1e-6 * mix.pow(2).sum()).any():  # a source silent in this window
                 skipped += 1
                 continue
-            with torch.no_grad():
-                est = net_vis.separate(mix[None], crops[None])[0]
             merge(table, "mixture", scores(mix.expand(num, -1).clone(), refs, mix, speech=False))
             if net_pit is not None and num == 2:
                 merge(table, "audio-only PIT (oracle assignment)", scores(pit(net_pit, mix, refs), refs, mix, False))
-            merge(table, f"visual ({args.tracks} tracks)", scores(est, refs, mix, speech=False))
+            if net_vis is not None:  # an audio-only --checkpoint has no row of its own here: --pit-checkpoint
+                with torch.no_grad():
+                    est = net_vis.separate(mix[None], crops[None])[0]
+                merge(table, f"visual ({args.tracks} tracks)", scores(est, refs, mix, speech=False))
             merge(table, "ideal ratio mask (oracle)", scores(irm(mix, refs), refs, mix, speech=False))
         print_table(
             f"mix-and-separate: {num} test tracks from different clips, 2 s, equal gain "
@@ -246,6 +252,13 @@ SHORT = {
 
 
 def real_people(args) -> None:
+    """Every pair of ``--people`` through ``avlearn separate``: a visual ``--checkpoint`` (the
+    ``separate_speakers`` row) and the audio-only one, ``--pit-checkpoint`` or an audio-only ``--checkpoint``
+    (its voices given to faces by ``--sync-checkpoint``, and by an oracle)."""
+    if getattr(load_separator(args.checkpoint)[0], "crops", None) is None:  # audio-only: no visual row
+        args.pit_checkpoint, visual = args.pit_checkpoint or args.checkpoint, False
+    else:
+        visual = True
     people = one_voice_clips(args.people)
     genders = dict(line.split("\t") for line in GENDERS.read_text().split("\n")[3:] if line)
     tables: dict[str, dict[str, dict[str, list]]] = {"all": {}, "same gender": {}, "mixed gender": {}}
@@ -261,10 +274,10 @@ def real_people(args) -> None:
             out = Path(tmp) / f"{a}+{b}.mp4"
             refs = side_by_side([people[a], people[b]], args.seconds, 360, 720, out)
             rows: dict[str, torch.Tensor] = {}
-            results = {"visual": separate_clip(out, args.checkpoint)}
+            results = {"visual": separate_clip(out, args.checkpoint)} if visual else {}
             if args.pit_checkpoint:
                 results["audio-only"] = separate_clip(out, args.pit_checkpoint, sync_checkpoint=args.sync_checkpoint)
-            mixture = results["visual"].mixture
+            mixture = next(iter(results.values())).mixture
             n = min(mixture.shape[0], refs.shape[1], *(r.voices.shape[1] for r in results.values()))
             mixture, ref = mixture[:n], refs[:, :n]
             for name, r in results.items():
@@ -276,7 +289,9 @@ def real_people(args) -> None:
                 print(f"  {a}+{b}: a method found other than 2 faces, pair left out")
                 continue
             line = []
-            table_rows = {"mixture": mixture.expand(2, n).clone(), "visual (mouth tracks, shipped)": rows["visual"]}
+            table_rows = {"mixture": mixture.expand(2, n).clone()}
+            if "visual" in rows:
+                table_rows["visual (mouth tracks, shipped)"] = rows["visual"]
             if "audio-only" in rows:
                 table_rows["audio-only + sync assignment"] = rows["audio-only"]
                 table_rows["audio-only, oracle assignment"] = pit_assign(rows["audio-only"][None], ref[None], si_sdr)[0]
@@ -433,7 +448,7 @@ def speed(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default="assets/checkpoints/separate_speakers")
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="what `avlearn separate` runs")
     p.add_argument("--pit-checkpoint", default=None)
     p.add_argument("--manifest", default="data/speakers160/test.jsonl")
     p.add_argument("--max-clips", type=int, default=200)
@@ -461,7 +476,8 @@ def main() -> None:
     if args.only in (None, "clips") and args.tracks == "mouth":
         test_clips(args, net_pit)
     if args.only in (None, "mixtures"):
-        mixtures(args, load_separator(args.checkpoint)[0], net_pit)
+        net = load_separator(args.checkpoint)[0]
+        mixtures(args, net if getattr(net, "crops", None) is not None else None, net_pit)
     if args.real and args.only in (None, "real"):
         real_pairs(args)
     if args.real and args.only in (None, "speed"):
