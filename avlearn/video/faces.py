@@ -161,24 +161,14 @@ def mouth_boxes(face_boxes: np.ndarray) -> np.ndarray:
 
 
 def crop_boxes(video: torch.Tensor, boxes: np.ndarray, size: tuple[int, int] = MOUTH_SIZE) -> torch.Tensor:
-    """Crops ``boxes (T, 4)`` (pixels) out of ``video (T, H, W, 3)`` uint8 and resizes them (bilinear, one
-    ``grid_sample`` for all frames): ``(T, h, w, 3)`` uint8. Boxes may reach past the frame (zero-padded)."""
-    t, h_img, w_img, _ = video.shape
+    """Crops ``boxes (T, 4)`` (pixels) out of ``video (T, H, W, 3)`` uint8 and resizes them (bilinear):
+    ``(T, h, w, 3)`` uint8. Boxes may reach past the frame (zero-padded)."""
     b = torch.as_tensor(boxes, dtype=torch.float32)
     ys = (torch.arange(size[0]) + 0.5) / size[0]  # output pixel centres, as fractions of the box
     xs = (torch.arange(size[1]) + 0.5) / size[1]
-    # positions in pixel-edge units (0..W) -> normalized [-1, 1] (the align_corners=False convention)
-    gx = (b[:, 0, None] + xs[None] * (b[:, 2] - b[:, 0])[:, None]) / w_img * 2 - 1  # (T, w)
-    gy = (b[:, 1, None] + ys[None] * (b[:, 3] - b[:, 1])[:, None]) / h_img * 2 - 1  # (T, h)
-    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # (T, h, w, 2)
-    out = torch.empty(t, *size, 3, dtype=torch.uint8)
-    for i in range(0, t, _CROP_BLOCK):  # a few frames at a time: full frames in float are large
-        frames = video[i : i + _CROP_BLOCK].permute(0, 3, 1, 2).float()  # (T, H, W, 3) -> (T, 3, H, W)
-        crop = F.grid_sample(
-            frames, grid[i : i + _CROP_BLOCK], mode="bilinear", padding_mode="zeros", align_corners=False
-        )
-        out[i : i + _CROP_BLOCK] = crop.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)  # -> (T, h, w, 3)
-    return out
+    gx = b[:, 0, None] + xs[None] * (b[:, 2] - b[:, 0])[:, None]  # (T, w) frame pixels (pixel-edge units)
+    gy = b[:, 1, None] + ys[None] * (b[:, 3] - b[:, 1])[:, None]  # (T, h)
+    return _sample(video, torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1))
 
 
 def track_landmarks(video: np.ndarray, track: FaceTrack, mesh: FaceMesh | None = None) -> FaceTrack:
@@ -223,17 +213,34 @@ def aligned_mouths(video: torch.Tensor, track: FaceTrack, size: tuple[int, int] 
 def crop_affine(video: torch.Tensor, transforms: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """Crops of ``video (T, H, W, 3)`` uint8 through ``transforms (T, 2, 3)`` (crop pixel ``(u, v, 1)`` ->
     frame pixel, pixel-edge units as :func:`crop_boxes`): ``(T, h, w, 3)`` uint8, bilinear, zero outside."""
-    t, h_img, w_img, _ = video.shape
     a = torch.as_tensor(transforms, dtype=torch.float32)
     vs, us = torch.meshgrid(torch.arange(size[0]) + 0.5, torch.arange(size[1]) + 0.5, indexing="ij")
     uv1 = torch.stack([us, vs, torch.ones_like(us)], -1)  # (h, w, 3)
-    xy = torch.einsum("tij,hwj->thwi", a, uv1)  # (T, h, w, 2) frame pixels
-    grid = xy / torch.tensor([w_img, h_img]) * 2 - 1
-    out = torch.empty(t, *size, 3, dtype=torch.uint8)
+    return _sample(video, torch.einsum("tij,hwj->thwi", a, uv1))
+
+
+def _sample(video: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """``video (T, H, W, 3)`` uint8 sampled at frame positions ``xy (T, h, w, 2)`` (x, y in pixel-edge units):
+    ``(T, h, w, 3)`` uint8, bilinear, zero outside the frame (``grid_sample``, ``align_corners=False``).
+
+    A few frames at a time, each block cut to the rectangle its positions reach (and the pixel beyond, which
+    bilinear reads) before it is turned to float: a mouth or a face is a small part of the frame. The
+    positions are an affine image of the crop's pixel grid, so the corners of the grid bound them."""
+    t, h_img, w_img, _ = video.shape
+    out = torch.zeros(t, *xy.shape[1:3], 3, dtype=torch.uint8)
     for i in range(0, t, _CROP_BLOCK):
-        frames = video[i : i + _CROP_BLOCK].permute(0, 3, 1, 2).float()
-        crop = F.grid_sample(
-            frames, grid[i : i + _CROP_BLOCK], mode="bilinear", padding_mode="zeros", align_corners=False
-        )
+        pos = xy[i : i + _CROP_BLOCK]
+        corners = pos[:, [0, -1]][:, :, [0, -1]].reshape(-1, 2)
+        if not torch.isfinite(corners).all():
+            x0, y0, x1, y1 = 0, 0, w_img, h_img
+        else:
+            lo, hi = corners.amin(0), corners.amax(0)
+            x0, y0 = (max(0, int(v) - 2) for v in lo.floor().tolist())
+            x1, y1 = min(w_img, int(hi[0].ceil()) + 2), min(h_img, int(hi[1].ceil()) + 2)
+            if x1 <= x0 or y1 <= y0:  # the block's crops lie wholly outside the frame: zeros
+                continue
+        frames = video[i : i + _CROP_BLOCK, y0:y1, x0:x1].permute(0, 3, 1, 2).float()  # (T, 3, h', w')
+        grid = (pos - torch.tensor([x0, y0])) / torch.tensor([x1 - x0, y1 - y0]) * 2 - 1
+        crop = F.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         out[i : i + _CROP_BLOCK] = crop.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
     return out
