@@ -82,14 +82,16 @@ def scores(est: torch.Tensor, refs: torch.Tensor, mixture: torch.Tensor, speech:
     est, refs, mixture = est[:, :n], refs[:, :n], mixture[:n]
     m = si_sdr_matrix(est, refs)
     base = si_sdr(mixture.expand_as(refs), refs)
-    out = {
-        "si_sdr": m.diagonal().tolist(),
-        "si_sdri": (m.diagonal() - base).tolist(),
-        "assigned": (m.argmax(1) == torch.arange(len(refs))).tolist(),
-    }
-    # BSS-eval is undefined for a silent output (a third face beside a two-voice separator): it scores the
-    # others (each estimate is projected on its own, so a stand-in changes no other figure) and leaves it out.
+    # A silent output (a third face beside a two-voice separator) is no voice: SI-SDR would score it 0 dB and
+    # BSS-eval is undefined for it. Its measures are left out of the means and counted in "silent"; BSS-eval
+    # scores the others (each estimate is projected on its own, so a stand-in changes no other figure).
     silent = est.abs().amax(-1) == 0
+    nan = torch.tensor(float("nan"))
+    out = {
+        "si_sdr": torch.where(silent, nan, m.diagonal()).tolist(),
+        "si_sdri": torch.where(silent, nan, m.diagonal() - base).tolist(),
+        "assigned": ((m.argmax(1) == torch.arange(len(refs))) & ~silent).tolist(),
+    }
     bss = bss_eval(torch.where(silent[:, None], refs.sum(0), est), refs)
     out.update({k: np.where(silent.numpy(), np.nan, v).tolist() for k, v in bss.items()})
     out["silent"] = silent.tolist()
