@@ -90,8 +90,8 @@ def speaking_scores(
         net: a sync model reading mouths (its front-ends give fps and sample rate).
         mouths: ``K`` crop sequences ``(T, size, size, 3)`` uint8 (:func:`clip_mouths`).
         audio: ``(S,)`` the clip's sound at the model's rate, aligned with frame 0; or ``(M, S)``, several
-            sounds (separated voices) scored against the same faces, each window's mouths encoded once:
-            the result is then ``(M, K, T)``.
+            sounds (separated voices) scored against the same faces (each window's mouths, and each sound at
+            each offset, encoded once): the result is then ``(M, K, T)``.
         window: seconds per window (the checkpoint's ``preprocessing["window"]``).
         offset_frames: score the sound this many frames later (a clip's own offset, from sync-offset).
         tolerance_frames: each window's score is its best over sound offsets within this many frames of
@@ -120,21 +120,21 @@ def speaking_scores(
     total, count = torch.zeros(len(sounds), len(mouths), t), torch.zeros(t)
     for f in starts:
         count[f : f + n] += 1
-    for k, m in enumerate(mouths):
-        if len(m) < n:  # a clip shorter than a window: the last crop held
-            m = torch.cat([m, m[-1:].expand(n - len(m), -1, -1, -1)])
-        for i in range(0, len(starts), batch_size):
-            b = starts[i : i + batch_size]
-            vids = torch.stack([m[f : f + n] for f in b]).to(device)
-            a0 = [max(0, round(f / fps * sr) + shift) for f in b]
-            vt = net.video_tokens(vids)
-            for j, sound in enumerate(padded):
-                scores = []
-                for d in range(-tol, tol + 1):  # the sound d frames later than the windows' own
-                    auds = torch.stack([sound[s + d * step : s + d * step + num_samples] for s in a0]).to(device)
-                    scores.append(net.score(vt, net.audio_tokens(auds, vt.shape[1])))
-                logits = torch.stack(scores).amax(0).float().cpu()
-                for f, logit in zip(b, logits):
+    # a clip shorter than a window: the last crop held
+    mouths = [torch.cat([m, m[-1:].expand(n - len(m), -1, -1, -1)]) if len(m) < n else m for m in mouths]
+    for i in range(0, len(starts), batch_size):
+        b = starts[i : i + batch_size]
+        a0 = [max(0, round(f / fps * sr) + shift) for f in b]
+        vts = [net.video_tokens(torch.stack([m[f : f + n] for f in b]).to(device)) for m in mouths]
+        for j, sound in enumerate(padded):
+            scores: list[list[torch.Tensor]] = [[] for _ in mouths]
+            for d in range(-tol, tol + 1):  # the sound d frames later than the windows' own, encoded once
+                auds = torch.stack([sound[s + d * step : s + d * step + num_samples] for s in a0]).to(device)
+                at = net.audio_tokens(auds, vts[0].shape[1])
+                for k, vt in enumerate(vts):
+                    scores[k].append(net.score(vt, at))
+            for k in range(len(mouths)):
+                for f, logit in zip(b, torch.stack(scores[k]).amax(0).float().cpu()):
                     total[j, k, f : f + n] += logit
     total = total / count.clamp(min=1)
     return total if audio.dim() == 2 else total[0]
