@@ -26,7 +26,7 @@ from avlearn.data.voices import (
 )
 from avlearn.io import write_audio
 from avlearn.models import create_model
-from avlearn.models.separation import SeparatorFrontEnd
+from avlearn.models.separation import MaskUNet, SeparatorFrontEnd
 from avlearn.models.weights import save_weights
 from avlearn.pipelines.separate import assign_voices, separate_audio, separate_clip
 
@@ -102,6 +102,16 @@ def test_speed_perturbation_scales_pitch_and_keeps_the_window():
     torch.testing.assert_close(item["mixture"], item["sources"].sum(0))
     with pytest.raises(ValueError, match="speed"):
         VoiceMixtures(pool, 1.0, speed=0.6)
+
+
+@pytest.mark.parametrize("recurrent", [0, 8])
+def test_a_recurrent_bottleneck_hears_the_whole_window(recurrent):
+    torch.manual_seed(0)
+    net = MaskUNet((16, 16, 16), visual_dim=0, num_masks=2, mid_layers=1, recurrent=recurrent).eval()
+    mag = torch.randn(1, net.bins, 200, requires_grad=True)
+    net({"mag": mag})[..., -10:, :].sum().backward()  # the last 0.1 s of the masks
+    reach = mag.grad[..., :10].abs().max()  # depends on the first 0.1 s?
+    assert (reach > 0) == bool(recurrent)  # the convolutions alone do not reach 1.9 s back
 
 
 def test_too_few_speakers_is_refused():
