@@ -21,7 +21,6 @@ from avlearn.data.voices import (
     VoicePool,
     load_voices,
     room_response,
-    speed_up,
     squeeze_pauses,
 )
 from avlearn.io import write_audio
@@ -88,20 +87,6 @@ def test_reverberant_sources_are_the_targets_and_still_sum_to_the_mixture():
     torch.testing.assert_close(item["mixture"], item["sources"].sum(0))
     torch.testing.assert_close(item["sources"].pow(2).mean(-1).sqrt(), torch.full((2,), LEVEL), rtol=1e-3, atol=0)
     assert not torch.allclose(item["sources"], dry, atol=1e-3)
-
-
-def test_speed_perturbation_scales_pitch_and_keeps_the_window():
-    t = torch.arange(3 * SR) / SR
-    tone = torch.sin(2 * torch.pi * 200.0 * t)
-    out = speed_up(tone, 1.1, SR, 100)
-    assert out.shape == (SR,)
-    peak_hz = torch.fft.rfft(out * torch.hann_window(SR)).abs().argmax().item()  # 1 Hz bins
-    assert abs(peak_hz - 220.0) <= 1.0
-    pool = _pool()
-    item = VoiceMixtures(pool, 1.0, gain_db=0.0, length=2, deterministic=True, speed=0.15)[0]
-    torch.testing.assert_close(item["mixture"], item["sources"].sum(0))
-    with pytest.raises(ValueError, match="speed"):
-        VoiceMixtures(pool, 1.0, speed=0.6)
 
 
 @pytest.mark.parametrize("recurrent", [0, 8])

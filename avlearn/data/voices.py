@@ -40,7 +40,6 @@ PAUSE_DB = 35.0  # frames this far below the speaker's loud frames (95th percent
 ROOM_RT60_S = (0.15, 0.7)  # reverberation times of the random rooms: small office to living room
 ROOM_DRR_DB = (0.0, 12.0)  # their direct-to-reverberant ratios: a talker 0.5-2 m from the microphone
 KEEP_PAUSE_S = 0.1  # pauses are shortened to this, not removed, so words keep their edges
-SPEED_STEP = 100  # speed factors are drawn in steps of 1/SPEED_STEP: resampling kernels stay small
 
 
 @dataclass
@@ -148,20 +147,6 @@ def room_response(g: torch.Generator, sample_rate: int) -> torch.Tensor:
     return tail
 
 
-def speed_up(wav: torch.Tensor, factor: float, num_samples: int, start: int) -> torch.Tensor:
-    """``num_samples`` of ``wav`` from ``start`` played ``factor`` times as fast: pitch, formants and tempo all
-    scale by ``factor`` (Kaldi's speed perturbation), so one speaker sounds like another of the same kind, with
-    a shorter or longer vocal tract. ``factor`` is rounded to a step of ``1/SPEED_STEP``."""
-    from torchaudio.functional import resample
-
-    p = round(factor * SPEED_STEP)
-    need = -(-num_samples * p // SPEED_STEP) + 64  # the resampler's filter reaches past the window's ends
-    piece = wav[start : start + need].float()
-    if len(piece) < need:
-        piece = torch.nn.functional.pad(piece, (0, need - len(piece)))
-    return resample(piece, p, SPEED_STEP)[:num_samples]
-
-
 class VoiceMixtures(torch.utils.data.Dataset):
     """Mixtures of ``num_mix`` different speakers of a pool: each a random ``window`` of their speech at RMS
     ``LEVEL`` times a random gain of up to ``gain_db`` dB, summed.
@@ -170,9 +155,7 @@ class VoiceMixtures(torch.utils.data.Dataset):
     often; the rest is random, seeded by (seed, epoch, i), or by (seed, i) alone when ``deterministic`` (the
     fixed validation mixtures). With ``reverb`` that share of the sources is heard in a random room
     (:func:`room_response`), and that reverberant voice is its target: a real clip's voice, which the separator
-    must give back, carries its room, while most training voices (MBROLA, prompts) are dry. With ``speed`` each
-    source is played at a random speed within ``1 +- speed`` (:func:`speed_up`): a few dozen real speakers are
-    too few for a separator to learn voices it has never heard, and a faster or slower voice is a new one.
+    must give back, carries its room, while most training voices (MBROLA, prompts) are dry.
     """
 
     def __init__(
@@ -185,16 +168,12 @@ class VoiceMixtures(torch.utils.data.Dataset):
         deterministic: bool = False,
         seed: int = 0,
         reverb: float = 0.0,
-        speed: float = 0.0,
     ):
         if len(pool.names) < num_mix:
             raise ValueError(f"{num_mix}-speaker mixtures need {num_mix} speakers, the pool has {len(pool.names)}")
         self.pool, self.num_mix, self.gain_db = pool, num_mix, gain_db
         self.num_samples = round(window * pool.sample_rate)
         self.length, self.deterministic, self.seed, self.reverb = length, deterministic, seed, reverb
-        if not 0.0 <= speed < 0.5:
-            raise ValueError(f"speed must be in [0, 0.5), got {speed}")
-        self.speed = speed
 
     def __len__(self) -> int:
         return self.length
@@ -208,17 +187,10 @@ class VoiceMixtures(torch.utils.data.Dataset):
         sources = torch.zeros(self.num_mix, self.num_samples)
         for i, s in enumerate([first] + others[: self.num_mix - 1]):
             wav = self.pool.audio[s]
-            factor = 1.0
-            if self.speed:  # no draw without speed: old runs replay
-                factor = 1.0 + (float(torch.rand((), generator=g)) * 2 - 1) * self.speed
-            span = -(-self.num_samples * round(factor * SPEED_STEP) // SPEED_STEP)  # samples heard
-            if len(wav) < span:  # a short voice is looped
-                wav = wav.repeat(-(-span // len(wav)))
-            s0 = int(torch.randint(len(wav) - span + 1, (1,), generator=g))
-            if self.speed:
-                piece = speed_up(wav, factor, self.num_samples, s0)
-            else:
-                piece = wav[s0 : s0 + self.num_samples].float()  # a cache may hold float16
+            if len(wav) < self.num_samples:  # a short voice is looped
+                wav = wav.repeat(-(-self.num_samples // len(wav)))
+            s0 = int(torch.randint(len(wav) - self.num_samples + 1, (1,), generator=g))
+            piece = wav[s0 : s0 + self.num_samples].float()  # a cache may hold float16
             if self.reverb and torch.rand((), generator=g) < self.reverb:  # no draw without reverb: old runs replay
                 rir = room_response(g, self.pool.sample_rate)
                 spectrum = torch.fft.rfft(piece, 2 * self.num_samples) * torch.fft.rfft(rir, 2 * self.num_samples)

@@ -26,7 +26,6 @@ class VoiceData(WindowData):
         num_mix: speakers per mixture (the model's ``num_sources``).
         gain_db: random gain range of each speaker around equal loudness (validation: equal loudness).
         reverb: share of training voices heard in a random room (validation: as recorded).
-        speed: training voices are played at a random speed within ``1 +- speed`` (validation: as recorded).
         sample_rate: audio rate.
         batch_size: mixtures per batch.
         epoch_items: training mixtures per epoch (drawn afresh each epoch).
@@ -46,7 +45,6 @@ class VoiceData(WindowData):
         num_mix: int = 2,
         gain_db: float = 5.0,
         reverb: float = 0.0,
-        speed: float = 0.0,
         sample_rate: int = 16000,
         batch_size: int = 16,
         epoch_items: int = 4000,
@@ -77,6 +75,6 @@ class VoiceData(WindowData):
             if clash:
                 raise ValueError(f"speakers {sorted(clash)} are in both training and validation voices")
             self.train_set = VoiceMixtures(
-                train, h.window, h.num_mix, h.gain_db, h.epoch_items, seed=h.seed, reverb=h.reverb, speed=h.speed
+                train, h.window, h.num_mix, h.gain_db, h.epoch_items, seed=h.seed, reverb=h.reverb
             )
             self.val_set = VoiceMixtures(val, h.window, h.num_mix, 0.0, h.val_items, deterministic=True, seed=12345)
