@@ -25,7 +25,7 @@ from avlearn.data.voices import (
 )
 from avlearn.io import write_audio
 from avlearn.models import create_model
-from avlearn.models.separation import SeparatorFrontEnd
+from avlearn.models.separation import MaskUNet, SeparatorFrontEnd
 from avlearn.models.weights import save_weights
 from avlearn.pipelines.separate import assign_voices, separate_audio, separate_clip
 
@@ -87,6 +87,16 @@ def test_reverberant_sources_are_the_targets_and_still_sum_to_the_mixture():
     torch.testing.assert_close(item["mixture"], item["sources"].sum(0))
     torch.testing.assert_close(item["sources"].pow(2).mean(-1).sqrt(), torch.full((2,), LEVEL), rtol=1e-3, atol=0)
     assert not torch.allclose(item["sources"], dry, atol=1e-3)
+
+
+@pytest.mark.parametrize("recurrent", [0, 8])
+def test_a_recurrent_bottleneck_hears_the_whole_window(recurrent):
+    torch.manual_seed(0)
+    net = MaskUNet((16, 16, 16), visual_dim=0, num_masks=2, mid_layers=1, recurrent=recurrent).eval()
+    mag = torch.randn(1, net.bins, 200, requires_grad=True)
+    net({"mag": mag})[..., -10:, :].sum().backward()  # the last 0.1 s of the masks
+    reach = mag.grad[..., :10].abs().max()  # depends on the first 0.1 s?
+    assert (reach > 0) == bool(recurrent)  # the convolutions alone do not reach 1.9 s back
 
 
 def test_too_few_speakers_is_refused():

@@ -152,6 +152,8 @@ class MaskUNet(nn.Module):
         visual_dim: width of the crop features (0: audio-only).
         num_masks: masks per forward (1 per visual stream; ``num_sources`` for the audio-only model).
         mid_layers: dilated layers at the bottleneck (dilations 1, 2, 4, ...).
+        recurrent: hidden size of a bidirectional LSTM after them (0: none), residual: it sees the whole
+            window, so a voice is followed from its first word to its last (the convolutions see +-1.2 s).
         crop_widths: channels of the crop encoder's three conv layers.
         front_end: :class:`SeparatorFrontEnd` arguments (``sample_rate``, ``n_fft``, ``hop_length``, ``fps``).
     """
@@ -164,6 +166,7 @@ class MaskUNet(nn.Module):
         mid_layers: int = 5,
         crop_widths: tuple[int, int, int] = (32, 64, 128),
         sync_encoders: dict[str, dict[str, Any]] | None = None,
+        recurrent: int = 0,
         **front_end: Any,
     ):
         super().__init__()
@@ -185,6 +188,8 @@ class MaskUNet(nn.Module):
         self.enc3 = nn.Sequential(_conv1d(w2, w3, stride=2), _conv1d(w3, w3))
         self.join = _conv1d(w3 + visual_dim + mixture_dim, w3, 1)
         self.mid = nn.ModuleList(_conv1d(w3, w3, 3, dilation=2**i) for i in range(mid_layers))
+        self.lstm = nn.LSTM(w3, recurrent, batch_first=True, bidirectional=True) if recurrent else None
+        self.lstm_out = nn.Linear(2 * recurrent, w3) if recurrent else None
         self.up2 = nn.ConvTranspose1d(w3, w2, 2, 2)
         self.dec2 = nn.Sequential(_conv1d(2 * w2, w2), _conv1d(w2, w2))
         self.up1 = nn.ConvTranspose1d(w2, w1, 2, 2)
@@ -245,6 +250,10 @@ class MaskUNet(nn.Module):
         x = self.join(x)
         for layer in self.mid:
             x = x + layer(x)
+        if self.lstm is not None:
+            with torch.autocast(x.device.type, enabled=False):  # LSTM kernels run in float32
+                seq = self.lstm(x.float().transpose(1, 2))[0]
+                x = x.float() + self.lstm_out(seq).transpose(1, 2)
         x = self.dec2(torch.cat([self.up2(x), s2], dim=1))
         x = self.dec1(torch.cat([self.up1(x), s1], dim=1))
         m = self.head(x)  # (B, 2 * bins * K, Ta)
@@ -309,10 +318,17 @@ def avsep_sync_tiny(**front_end: Any):
 
 @register_model(input_size={"mag": (256, 200)}, interface="separator")
 def asep_unet_pit(
-    num_sources: int = 2, widths: tuple[int, int, int] = (384, 448, 512), mid_layers: int = 5, **front_end: Any
+    num_sources: int = 2,
+    widths: tuple[int, int, int] = (384, 448, 512),
+    mid_layers: int = 5,
+    recurrent: int = 0,
+    **front_end: Any,
 ):
-    """Audio-only mask U-Net of the same size: ``num_sources`` complex masks, trained permutation-invariantly."""
-    return MaskUNet(tuple(widths), visual_dim=0, num_masks=num_sources, mid_layers=mid_layers, **front_end)
+    """Audio-only mask U-Net of the same size: ``num_sources`` complex masks, trained permutation-invariantly
+    (``recurrent``: a bidirectional LSTM at the bottleneck, see :class:`MaskUNet`)."""
+    return MaskUNet(
+        tuple(widths), visual_dim=0, num_masks=num_sources, mid_layers=mid_layers, recurrent=recurrent, **front_end
+    )
 
 
 @register_model(input_size={"mag": (256, 200)}, interface="separator")
