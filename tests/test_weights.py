@@ -20,6 +20,18 @@ def test_round_trip_rebuilds_the_same_model(tmp_path):
     assert doc["preprocessing"] == {"fps": 25} and read_weights_info(path)["meta"]["acc"] == 0.5
 
 
+def test_float16_storage_keeps_what_float16_cannot_hold(tmp_path):
+    model = create_model("asep_unet_pit_tiny").eval()
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    bn.running_var[0] = 1e5  # a batch norm's running variance past float16's largest value, 65504
+    save_weights(tmp_path / "ck", model, model_name="asep_unet_pit_tiny", task="demo", dtype=torch.float16)
+    loaded, _ = load_weights(tmp_path / "ck.json", task="demo")
+    name = next(k for k, v in model.named_buffers() if v is bn.running_var)
+    assert dict(loaded.named_buffers())[name][0] == 1e5
+    x = example_input("asep_unet_pit_tiny")
+    torch.testing.assert_close(loaded(x), model(x), rtol=1e-2, atol=1e-2)  # the rest rounded to float16
+
+
 def test_refuses_other_task_damaged_and_mismatched(tmp_path):
     model = create_model("c3d_tiny", num_classes=3)
     save_weights(tmp_path / "ck", model, model_name="c3d_tiny", model_args={"num_classes": 3}, task="classify")

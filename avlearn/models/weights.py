@@ -75,7 +75,8 @@ def save_weights(
         preprocessing: what inputs must look like (JSON-serializable).
         meta: anything else worth keeping (metrics, recipe, steps).
         dtype: store floating-point tensors in this type (``torch.float16`` halves a shipped checkpoint;
-            loading casts them back to the model's type).
+            loading casts them back to the model's type); a tensor it cannot hold (a batch norm's running
+            variance past float16's 65504) is stored as it is.
         components: parts that load on their own (see :func:`load_component`).
 
     Returns:
@@ -84,7 +85,7 @@ def save_weights(
     weights, info = _paths(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if dtype is not None:
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        state = {k: _narrowed(v, dtype) for k, v in state.items()}
     doc = {
         "format": "avlearn-weights",
         "format_version": FORMAT_VERSION,
@@ -148,6 +149,14 @@ def read_weights_info(path: str | os.PathLike) -> dict[str, Any]:
             "and older; upgrade avlearn"
         )
     return doc
+
+
+def _narrowed(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``tensor`` in ``dtype`` when it is floating point and every value stays finite there, else unchanged."""
+    if not tensor.is_floating_point():
+        return tensor
+    narrow = tensor.to(dtype)
+    return narrow if torch.isfinite(narrow).all() or not torch.isfinite(tensor).all() else tensor
 
 
 def load_weights(
