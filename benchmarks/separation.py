@@ -54,10 +54,12 @@ from avlearn.data.manifest import read_manifest
 from avlearn.data.separation import MixTracks, extract_tracks
 from avlearn.io import read_audio, read_clip, write_video
 from avlearn.metrics.separation import bss_eval, pit_assign, si_sdr, si_sdr_matrix, stoi
+from avlearn.pipelines.checkpoints import default_checkpoint
 from avlearn.pipelines.separate import DEFAULT_CHECKPOINT, load_separator, separate_audio, separate_clip
 from avlearn.video.detect import iou
 
 SR = 16000
+DEFAULT_SYNC = default_checkpoint("sync")  # what `avlearn separate` gives audio-only voices to faces with
 GENDERS = Path(__file__).with_name("real_people_gender.tsv")
 
 
@@ -464,7 +466,9 @@ def main() -> None:
     )
     p.add_argument("--people", default="data/real/test.jsonl", help="real-clip manifest whose people are paired")
     p.add_argument("--seconds", type=float, default=5.0, help="length of each real pair")
-    p.add_argument("--sync-checkpoint", default=None, help="mouth sync model that assigns audio-only voices")
+    p.add_argument(
+        "--sync-checkpoint", default=str(DEFAULT_SYNC), help="mouth sync model that assigns audio-only voices"
+    )
     p.add_argument("--meeting", default="../shared/real/meeting")
     p.add_argument("--num-sources", type=int, nargs="+", default=[2, 3], help="mixture sizes to evaluate")
     args = p.parse_args()
