@@ -54,6 +54,7 @@ from avlearn.data.manifest import read_manifest
 from avlearn.data.separation import MixTracks, extract_tracks
 from avlearn.io import read_audio, read_clip, write_video
 from avlearn.metrics.separation import bss_eval, pit_assign, si_sdr, si_sdr_matrix, stoi
+from avlearn.models.separation import reads_crops
 from avlearn.pipelines.checkpoints import default_checkpoint
 from avlearn.pipelines.separate import DEFAULT_CHECKPOINT, load_separator, separate_audio, separate_clip
 from avlearn.video.detect import iou
@@ -259,7 +260,7 @@ def real_people(args) -> None:
     """Every pair of ``--people`` through ``avlearn separate``: a visual ``--checkpoint`` (the
     ``separate_speakers`` row) and the audio-only one, ``--pit-checkpoint`` or an audio-only ``--checkpoint``
     (its voices given to faces by ``--sync-checkpoint``, and by an oracle)."""
-    if getattr(load_separator(args.checkpoint)[0], "crops", None) is None:  # audio-only: no visual row
+    if not reads_crops(load_separator(args.checkpoint)[0]):  # audio-only: no visual row
         args.pit_checkpoint, visual = args.pit_checkpoint or args.checkpoint, False
     else:
         visual = True
@@ -483,7 +484,7 @@ def main() -> None:
         test_clips(args, net_pit)
     if args.only in (None, "mixtures"):
         net = load_separator(args.checkpoint)[0]
-        mixtures(args, net if getattr(net, "crops", None) is not None else None, net_pit)
+        mixtures(args, net if reads_crops(net) else None, net_pit)
     if args.real and args.only in (None, "real"):
         real_pairs(args)
     if args.real and args.only in (None, "speed"):

@@ -279,6 +279,13 @@ class MaskUNet(nn.Module):
         return self.decode(skips[:3], visual, *skips[3:]).reshape(b, k, self.bins, mag.shape[-1], 2)
 
 
+def reads_crops(separator: nn.Module) -> bool:
+    """Whether a separator is visual (one mask per crop track it is given) rather than audio-only (a fixed
+    number of voices from the sound alone, in no particular order): what decides its training and its route
+    through ``avlearn separate``."""
+    return getattr(separator, "crops", None) is not None
+
+
 @register_model(input_size={"mag": (256, 200), "crops": (2, 50, 32, 48, 3)}, interface="separator")
 def avsep_unet(
     visual_dim: int = 128, widths: tuple[int, int, int] = (384, 448, 512), mid_layers: int = 5, **front_end: Any

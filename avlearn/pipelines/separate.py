@@ -54,6 +54,7 @@ from avlearn.io import (
 )
 from avlearn.io.outdir import staged_output
 from avlearn.io.write import VideoWriter, atomic_path
+from avlearn.models.separation import reads_crops
 from avlearn.models.weights import CheckpointError
 from avlearn.pipelines.checkpoints import (
     add_device_argument,
@@ -208,7 +209,7 @@ def separate_clip(
     fps, sr = pre["fps"], pre["sample_rate"]
     info = probe(path)
     notes = _check_clip(path, info, sr)
-    if getattr(net, "crops", None) is None:
+    if not reads_crops(net):
         if boxes is not None:
             raise BoxesError(f"--boxes needs a visual separator; {checkpoint} ({model_name}) is audio-only")
         sync = sync_checkpoint if sync_checkpoint is not None else default_checkpoint("sync")

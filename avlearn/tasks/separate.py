@@ -18,6 +18,7 @@ import torch
 from avlearn.data.separation import MixTracks, SourceTracks, TrackIndex, open_tracks
 from avlearn.metrics.separation import pit_assign, si_sdr
 from avlearn.models import create_model
+from avlearn.models.separation import reads_crops
 from avlearn.tasks.backbone import BackboneTask
 from avlearn.tasks.datamodule import WindowData, check_front_end
 from avlearn.tasks.export import checkpoint_info
@@ -149,7 +150,7 @@ class Separation(BackboneTask):
         super().__init__()
         self.save_hyperparameters()
         self.net = create_model(model, **(model_args or {}))
-        self.visual = getattr(self.net, "crops", None) is not None
+        self.visual = reads_crops(self.net)
         self.start_from_backbone(init_from, freeze_epochs, backbone_lr_mult)
 
     def setup(self, stage: str) -> None:
