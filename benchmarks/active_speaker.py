@@ -45,6 +45,7 @@ from avlearn.pipelines.localize import (
     DEFAULT_CHECKPOINT,
     FACE_LANDMARKS,
     SILENCE_DBFS,
+    SMOOTH_FRAMES,
     SPEAKING_THRESHOLD,
     ActiveSpeaker,
     Localizer,
@@ -52,7 +53,7 @@ from avlearn.pipelines.localize import (
     speaking_faces,
     window_rms_dbfs,
 )
-from avlearn.pipelines.mouths import clip_mouths
+from avlearn.pipelines.mouths import clip_mouths, smooth_scores
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "real-av" / "video"
 MSDWILD = SHARED / "X-LANCE+MSDWILD"
@@ -178,13 +179,13 @@ def dense_sides(loc: Localizer, clip: Path, seconds: float, split: float) -> lis
     return ["left" if x < split else "right" for x in u.tolist()]
 
 
-def pairs(speaker: ActiveSpeaker, max_seconds: float, height: int) -> dict:
-    people = one_voice_people("test")
+def pairs(speaker: ActiveSpeaker, max_seconds: float, height: int, split: str, widths: list[int]) -> dict:
+    people = one_voice_people(split)
     names = sorted(people)
-    dense = Localizer(DEFAULT_CHECKPOINT, "cpu")
-    per_person = defaultdict(lambda: np.zeros(4))  # chosen right, peak right, dense right, frames
+    dense = Localizer(DEFAULT_CHECKPOINT, "cpu") if split == "test" else None  # the before figure: test only
+    per_person = defaultdict(lambda: np.zeros(4))  # chosen right, peak right, dense right, frames (first width)
     rows, t0 = [], time.perf_counter()
-    print(f"\n{len(names)} held-out people: {', '.join(names)}")
+    print(f"\n{len(names)} {split} people: {', '.join(names)}; smoothing widths {widths} frames")
     with tempfile.TemporaryDirectory(prefix="avlearn-asd-") as tmp:
         for a, b in itertools.permutations(names, 2):  # a on the left, b on the right
             pa, pb = Path(people[a]["path"]), Path(people[b]["path"])
@@ -196,55 +197,78 @@ def pairs(speaker: ActiveSpeaker, max_seconds: float, height: int) -> dict:
             sides = [
                 "left" if np.nanmedian((tr.boxes[:, 0] + tr.boxes[:, 2]) / 2) < mid else "right" for tr in found.tracks
             ]
-            for h in (a, b):
-                heard = "left" if h == a else "right"
-                audio = sound(clips[h], found.num_frames / FPS)
-                if found.tracks:
-                    scores = speaker.scores(found.mouths, audio)
-                    silent = window_rms_dbfs(audio, scores.shape[1], FPS, SR, speaker.num_frames) < SILENCE_DBFS
-                    chosen = speaking_faces(scores, silent, speaker.threshold)
-                    peak = scores.argmax(0).tolist()
-                else:
-                    chosen = peak = [None] * found.num_frames
-                row = {
-                    "faces": len(found.tracks),
-                    "frames": len(chosen),
-                    "chosen": np.mean([c is not None and sides[c] == heard for c in chosen]),
-                    "peak": np.mean([c is not None and sides[c] == heard for c in peak]),
-                    "nobody": np.mean([c is None for c in chosen]),
-                    "dense": np.mean(
-                        [s == heard for s in dense_sides(dense, clips[h], len(chosen) / FPS, mid / width)]
-                    ),
-                }
+            t = found.num_frames
+            own = {h: sound(clips[h], t / FPS) for h in (a, b)}
+            half, cut = t // 2, round(t / 2 / FPS * SR)
+            # one heard all along (either), and turns: the left one heard for the first half, then the right
+            # one (and the reverse); the picture is the same, only the sound differs
+            variants = [("one", h, own[h], ["left" if h == a else "right"] * t) for h in (a, b)] + [
+                ("turns", f"{x}>{y}", torch.cat([own[x][:cut], own[y][cut:]]), [sx] * half + [sy] * (t - half))
+                for x, y, sx, sy in ((a, b, "left", "right"), (b, a, "right", "left"))
+            ]
+            for kind, h, audio, truth in variants:
+                raw = speaker.scores(found.mouths, audio, smooth_frames=1) if found.tracks else None
+                row = {"kind": kind, "faces": len(found.tracks), "frames": t, "heard": h}
+                for w in widths:
+                    if raw is not None:
+                        scores = smooth_scores(raw, w)
+                        silent = window_rms_dbfs(audio, scores.shape[1], FPS, SR, speaker.num_frames) < SILENCE_DBFS
+                        chosen = speaking_faces(scores, silent, speaker.threshold)
+                        peak = scores.argmax(0).tolist()
+                    else:
+                        chosen = peak = [None] * t
+                    row[w] = {
+                        "chosen": np.mean([c is not None and sides[c] == y for c, y in zip(chosen, truth)]),
+                        "peak": np.mean([c is not None and sides[c] == y for c, y in zip(peak, truth)]),
+                        "nobody": np.mean([c is None for c in chosen]),
+                    }
                 rows.append(row)
-                per_person[h] += [row[k] * row["frames"] for k in ("chosen", "peak", "dense")] + [row["frames"]]
+                first = row[widths[0]]
+                if kind == "one" and dense is not None:
+                    split_at = mid / width
+                    row["dense"] = np.mean([s == truth[0] for s in dense_sides(dense, clips[h], t / FPS, split_at)])
+                if kind == "one":
+                    per_person[h] += [first["chosen"] * t, first["peak"] * t, row.get("dense", np.nan) * t, t]
                 print(
-                    f"  {a} | {b}, heard {h}: {row['faces']} faces, {row['frames']} frames, chosen right "
-                    f"{row['chosen']:.2f}, peak right {row['peak']:.2f}, no one {row['nobody']:.2f}, "
-                    f"dense peak right {row['dense']:.2f}",
+                    f"  {a} | {b}, {kind} {h}: {row['faces']} faces, {t} frames, peak right "
+                    + ", ".join(f"{row[w]['peak']:.2f}" for w in widths)
+                    + f"; chosen right {first['chosen']:.2f}, no one {first['nobody']:.2f}"
+                    + (f", dense peak right {row['dense']:.2f}" if "dense" in row else ""),
                     flush=True,
                 )
-    frames = np.array([r["frames"] for r in rows], float)
-    pooled = {
-        k: float((np.array([r[k] for r in rows]) * frames).sum() / frames.sum())
-        for k in ("chosen", "peak", "nobody", "dense")
-    }
-    print("\n### Who is speaking: two held-out people side by side, one heard\n")
-    header = ["composites", "with 2 faces found", "frames", "chosen face is the heard one", "peak (highest score)"]
+
+    def pooled(kind: str, w: int | None, x: str) -> float:
+        """A share over a kind's composites, weighted by frames; ``w`` None: the row's own ``x``."""
+        chosen = [r for r in rows if r["kind"] == kind]
+        frames = np.array([r["frames"] for r in chosen], float)
+        values = np.array([r[x] if w is None else r[w][x] for r in chosen])
+        return float((values * frames).sum() / frames.sum())
+
+    keys = ("chosen", "peak", "nobody")
+    results = {k: {w: {x: pooled(k, w, x) for x in keys} for w in widths} for k in ("one", "turns")}
+    before = pooled("one", None, "dense") if dense is not None else None
+    print(f"\n### Who is speaking: two {split} people side by side (threshold {speaker.threshold:+.2f})\n")
+    print("one: one of them heard all along; turns: the left one for the first half, then the right (and reverse)\n")
+    header = ["composites", "smoothing (frames)", "composites", "with 2 faces found", "frames"]
     table(
-        header + ["no one chosen", "before: dense map's peak (localize_instruments)"],
+        header + ["chosen face is the heard one", "peak (highest score)", "no one chosen"],
         [
-            [len(rows), sum(r["faces"] == 2 for r in rows), int(frames.sum())]
-            + [f"{pooled[k]:.3f}" for k in ("chosen", "peak", "nobody", "dense")]
+            [kind, w, sum(r["kind"] == kind for r in rows), sum(r["faces"] == 2 for r in rows if r["kind"] == kind)]
+            + [sum(r["frames"] for r in rows if r["kind"] == kind)]
+            + [f"{results[kind][w][x]:.3f}" for x in keys]
+            for kind in ("one", "turns")
+            for w in widths
         ],
     )
-    print()
+    if before is not None:
+        print(f"\nbefore: the dense map's peak (localize_instruments) on the heard side in {before:.3f} of the frames")
+    print(f"\nper heard person, smoothing {widths[0]}:\n")
     table(
         ["heard person", "frames", "chosen face is theirs", "peak on theirs", "dense peak on theirs"],
         [[name, int(v[3]), *(f"{x / max(1, v[3]):.3f}" for x in v[:3])] for name, v in sorted(per_person.items())],
     )
     print(f"\n({time.perf_counter() - t0:.0f} s)")
-    return {"composites": len(rows), **pooled}
+    return {"composites": len(rows), "dense": before, **results}
 
 
 def main_track(found) -> int | None:
@@ -366,12 +390,22 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=6.0, help="pairs: composites at most this long")
     parser.add_argument("--val-seconds", type=float, default=10.0, help="threshold: at most this much of a val clip")
     parser.add_argument("--height", type=int, default=256, help="pairs: the composites' height")
+    parser.add_argument("--no-flip", action="store_true", help="score the mouths as they are only (no mirror)")
+    parser.add_argument("--split", default="test", choices=("test", "val"), help="pairs: whose composites")
+    parser.add_argument(
+        "--smooth",
+        default=None,
+        help="frames each face's score is averaged over (default the shipped SMOOTH_FRAMES); pairs takes a "
+        "comma-separated list and reports each, the first in the per-person table",
+    )
     parser.add_argument("--instruments", default="data/instruments/test.jsonl")
     parser.add_argument("--num-clips", type=int, default=20, help="instruments: clips run end to end")
     args = parser.parse_args()
     torch.manual_seed(0)
-    speaker = ActiveSpeaker(args.checkpoint, "auto", SPEAKING_THRESHOLD if args.threshold is None else args.threshold)
-    print(f"checkpoint {args.checkpoint}")
+    widths = [int(w) for w in args.smooth.split(",")] if args.smooth else [SMOOTH_FRAMES]
+    cut = SPEAKING_THRESHOLD if args.threshold is None else args.threshold
+    speaker = ActiveSpeaker(args.checkpoint, "auto", cut, smooth_frames=widths[0], flip_average=not args.no_flip)
+    print(f"checkpoint {args.checkpoint}, smoothing {widths[0]} frames, flip average {not args.no_flip}")
     if args.what == "instruments":
         instruments(args, speaker)
         return
@@ -383,7 +417,7 @@ def main() -> None:
     for name, job in (
         ("car", lambda: car(speaker)),
         ("show", lambda: show(speaker)),
-        ("pairs", lambda: pairs(speaker, args.max_seconds, args.height)),
+        ("pairs", lambda: pairs(speaker, args.max_seconds, args.height, args.split, widths)),
     ):
         if args.what in ("all", name):
             job()

@@ -14,6 +14,7 @@ import torch
 
 from avlearn.cli import main
 from avlearn.data.manifest import load_annotations
+from avlearn.pipelines.localize import SMOOTH_FRAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEAKERS = ROOT / "assets" / "demo" / "speakers" / "test"
@@ -73,6 +74,7 @@ def test_no_one_speaks_under_the_threshold(mouth_checkpoint, tmp_path, capsys):
     assert "no one of them" in capsys.readouterr().out
     doc = json.loads((tmp_path / "peaks.json").read_text())
     assert doc["mode"] == "faces" and doc["threshold"] == 1e9
+    assert doc["smooth_frames"] == SMOOTH_FRAMES
     assert all(f["face"] is None and f["peak_x"] is None and len(f["scores"]) == 2 for f in doc["frames"])
 
 
@@ -83,6 +85,22 @@ def test_speaking_faces_by_hand():
     silent = torch.tensor([False, False, False, True])
     assert speaking_faces(scores, silent, 0.0) == [0, None, 1, None]  # under the threshold; silent
     assert speaking_faces(torch.zeros(0, 3), torch.zeros(3, dtype=torch.bool), 0.0) == [None] * 3
+
+
+def test_smooth_scores_average_each_face_over_the_frames_around_each_frame():
+    from avlearn.pipelines.mouths import smooth_scores
+
+    scores = torch.tensor([[0.0, 3.0, 0.0, 3.0, 9.0], [1.0, 1.0, 1.0, 1.0, 1.0]])
+    smooth = smooth_scores(scores, 3)
+    # the first and last frames average the two frames there are; faces are not mixed
+    assert torch.allclose(smooth[0], torch.tensor([1.5, 1.0, 2.0, 4.0, 6.0]))
+    assert torch.allclose(smooth[1], torch.ones(5))
+    assert torch.equal(smooth_scores(scores, 1), scores)
+    assert smooth_scores(torch.zeros(2, 3, 0), 5).shape == (2, 3, 0)  # several sounds, no frames
+    # a one-frame flip of the best face is smoothed away; a lasting change of speaker is kept
+    flips = torch.tensor([[1.0] * 5 + [0.0] + [1.0] * 5 + [0.0] * 6, [0.5] * 17])
+    assert smooth_scores(flips, 5).argmax(0).tolist()[:11] == [0] * 11
+    assert smooth_scores(flips, 5).argmax(0).tolist()[-3:] == [1] * 3
 
 
 def test_face_blobs_peak_on_the_box_and_are_empty_without_one():

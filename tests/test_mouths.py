@@ -167,3 +167,23 @@ def test_several_sounds_score_as_each_alone(mouth_checkpoint):
     for j, sound in enumerate(sounds):
         alone = speaking_scores(net, mouths, sound, doc["preprocessing"]["window"], hop_frames=4)
         torch.testing.assert_close(together[j], alone)
+
+
+def test_flip_average_is_the_mean_of_both_views_and_blind_to_a_mirror(mouth_checkpoint):
+    from avlearn.pipelines.checkpoints import load_model
+    from avlearn.pipelines.mouths import speaking_scores
+
+    net, doc = load_model(mouth_checkpoint, "sync", torch.device("cpu"))
+    window = doc["preprocessing"]["window"]
+    g = torch.Generator().manual_seed(2)
+    mouths = [torch.randint(0, 255, (30, 64, 64, 3), dtype=torch.uint8, generator=g) for _ in range(2)]
+    mirrored = [m.flip(2) for m in mouths]
+    sound = torch.randn(16000 * 2, generator=g) * 0.05
+
+    def scores(faces, **kw):
+        return speaking_scores(net, faces, sound, window, hop_frames=3, tolerance_frames=0, **kw)
+
+    both = scores(mouths, flip_average=True)
+    torch.testing.assert_close(both, (scores(mouths) + scores(mirrored)) / 2, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(both, scores(mirrored, flip_average=True), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(scores(mouths), scores(mirrored))  # a random model is not mirror-blind itself

@@ -64,18 +64,24 @@ from avlearn.io.outdir import staged_output
 from avlearn.io.write import VideoWriter, atomic_path
 from avlearn.models.weights import CheckpointError, read_weights_info
 from avlearn.pipelines.checkpoints import add_device_argument, autocast, default_checkpoint, load_model, resolve_device
-from avlearn.pipelines.mouths import ClipMouths, clip_mouths, speaking_scores
+from avlearn.pipelines.mouths import ClipMouths, clip_mouths, smooth_scores, speaking_scores
 from avlearn.pipelines.separate import NoFaceError
 from avlearn.report import REPORT, write_report
 
 DEFAULT_CHECKPOINT = default_checkpoint("localize")
 DEFAULT_SPEAKER_CHECKPOINT = default_checkpoint("sync")
 MODES = ("auto", "faces", "dense")
-# A face speaks when its sync logit (the mean over the windows covering the frame) reaches this. Chosen on the
-# validation people of data/real (`benchmarks/active_speaker.py threshold`: the best balanced accuracy between a
-# face with its own sound and with another person's sound; docs/localization.md) for the shipped sync_real with
-# speaking_scores' tolerance of +-2 frames (+0.602); choose it again when either changes.
-SPEAKING_THRESHOLD = 0.60
+# A face speaks when its sync logit (the mean over the windows covering the frame, mirrored crops averaged,
+# smoothed over SMOOTH_FRAMES) reaches this. Chosen on the validation people of data/real
+# (`benchmarks/active_speaker.py threshold`: the best balanced accuracy between a face with its own sound and with
+# another person's sound; docs/localization.md) for the shipped sync_real with speaking_scores' tolerance of +-2
+# frames (+0.20); choose it again when any of these changes.
+SPEAKING_THRESHOLD = 0.20
+# Each face's per-frame score is averaged over this many frames (1 s) before the faces are compared
+# (smooth_scores). Chosen on the validation people's composites (benchmarks/active_speaker.py pairs --split val),
+# by the mean of the heard-face share with one voice all along and with turns (a change of speaker halfway): wider
+# wins with one voice and loses at turns (docs/localization.md).
+SMOOTH_FRAMES = 25
 # --mode auto takes the faces path when a face track has FaceMesh lip points on at least this share of its frames:
 # BlazeFace takes drawn instruments for faces in 29 of the 200 instruments test clips, FaceMesh finds lips on at
 # most 38% of their frames; on real and drawn talking faces on 100%, a profile face 21%.
@@ -194,6 +200,8 @@ class ActiveSpeaker:
         checkpoint: a ``sync`` checkpoint that reads mouths.
         device: ``auto`` (a CUDA GPU when there is one), ``cpu``, ``cuda``; a GPU runs in mixed precision.
         threshold: the score a face must reach to be judged speaking.
+        smooth_frames: each face's per-frame scores averaged over this many frames (:func:`smooth_scores`).
+        flip_average: score each window's mouths as they are and mirrored, and average (:func:`speaking_scores`).
     """
 
     def __init__(
@@ -201,6 +209,8 @@ class ActiveSpeaker:
         checkpoint: str | Path = DEFAULT_SPEAKER_CHECKPOINT,
         device: str | torch.device = "auto",
         threshold: float = SPEAKING_THRESHOLD,
+        smooth_frames: int = SMOOTH_FRAMES,
+        flip_average: bool = True,
     ):
         self.device = resolve_device(device)
         if not reads_mouths(checkpoint):
@@ -211,14 +221,17 @@ class ActiveSpeaker:
         net, doc = load_model(checkpoint, "sync", self.device)
         pre = doc["preprocessing"]
         self.net, self.checkpoint, self.threshold = net.eval(), str(checkpoint), float(threshold)
+        self.smooth_frames, self.flip_average = int(smooth_frames), bool(flip_average)
         self.fps, self.sample_rate, self.size = float(pre["fps"]), int(pre["sample_rate"]), int(pre["size"])
         self.window_s = float(pre["window"])
         self.num_frames = round(self.window_s * self.fps)
 
-    def scores(self, mouths: list[torch.Tensor], audio: torch.Tensor) -> torch.Tensor:
-        """``(K, T)`` float32 logits of the faces' mouth crops against ``audio`` (the model's rate, from frame 0)."""
+    def scores(self, mouths: list[torch.Tensor], audio: torch.Tensor, smooth_frames: int | None = None) -> torch.Tensor:
+        """``(K, T)`` float32 logits of the faces' mouth crops against ``audio`` (the model's rate, from frame 0),
+        smoothed over ``smooth_frames`` (default: the speaker's)."""
         with autocast(self.device):
-            return speaking_scores(self.net, mouths, audio, self.window_s).float()
+            scores = speaking_scores(self.net, mouths, audio, self.window_s, flip_average=self.flip_average)
+        return smooth_scores(scores, self.smooth_frames if smooth_frames is None else smooth_frames)
 
 
 def reads_mouths(checkpoint: str | Path) -> bool:
@@ -494,6 +507,8 @@ def _faces_into(
         "height": h,
         "window_s": speaker.window_s,
         "threshold": speaker.threshold,
+        "smooth_frames": speaker.smooth_frames,
+        "flip_average": speaker.flip_average,
         "faces": [
             {"face": k, "box": _rounded(torch.nanmedian(boxes[k, :n], 0).values), "landmarks": round(share, 3)}
             for k, share in enumerate(found.landmarks)

@@ -81,6 +81,7 @@ def speaking_scores(
     offset_frames: int = 0,
     batch_size: int = 16,
     tolerance_frames: int | None = None,
+    flip_average: bool = False,
 ) -> torch.Tensor:
     """How much each face's mouth goes with the sound, frame by frame: ``(K, T)`` sync logits of a mouth sync
     model (``crop="mouth"``), each frame the mean over the windows covering it (windows of ``window`` seconds
@@ -97,6 +98,8 @@ def speaking_scores(
         tolerance_frames: each window's score is its best over sound offsets within this many frames of
             ``offset_frames`` (a recording's own offset of a frame or two must not silence its speaker);
             default :data:`TOLERANCE_FRAMES`.
+        flip_average: each window scored as the mean of the mouths as they are and mirrored left to right (the
+            model trained on both; two views of a mouth halve some of its noise).
     """
     pre = net.preprocessing
     fps, sr = float(pre["fps"]), int(pre["sample_rate"])
@@ -125,19 +128,38 @@ def speaking_scores(
     for i in range(0, len(starts), batch_size):
         b = starts[i : i + batch_size]
         a0 = [max(0, round(f / fps * sr) + shift) for f in b]
-        vts = [net.video_tokens(torch.stack([m[f : f + n] for f in b]).to(device)) for m in mouths]
+        views = [torch.stack([m[f : f + n] for f in b]).to(device) for m in mouths]
+        if flip_average:  # each face's windows, then the same mirrored (width is the crops' third axis)
+            views = [torch.cat([v, v.flip(-2)]) for v in views]
+        vts = [net.video_tokens(v) for v in views]
         for j, sound in enumerate(padded):
             scores: list[list[torch.Tensor]] = [[] for _ in mouths]
             for d in range(-tol, tol + 1):  # the sound d frames later than the windows' own, encoded once
                 auds = torch.stack([sound[s + d * step : s + d * step + num_samples] for s in a0]).to(device)
                 at = net.audio_tokens(auds, vts[0].shape[1])
+                at = torch.cat([at, at]) if flip_average else at
                 for k, vt in enumerate(vts):
-                    scores[k].append(net.score(vt, at))
+                    logit = net.score(vt, at)
+                    scores[k].append(logit.unflatten(0, (2, -1)).mean(0) if flip_average else logit)
             for k in range(len(mouths)):
                 for f, logit in zip(b, torch.stack(scores[k]).amax(0).float().cpu()):
                     total[j, k, f : f + n] += logit
     total = total / count.clamp(min=1)
     return total if audio.dim() == 2 else total[0]
+
+
+def smooth_scores(scores: torch.Tensor, frames: int) -> torch.Tensor:
+    """Each face's per-frame scores ``(..., T)`` averaged over ``frames`` frames centred on each (fewer at the
+    clip's ends); ``frames`` <= 1 leaves them as they are. Who speaks changes over seconds, not frames, so a
+    face's score pooled over a few windows decides better than one window's."""
+    if frames <= 1 or scores.shape[-1] == 0:
+        return scores
+    flat = scores.reshape(-1, 1, scores.shape[-1]).float()
+    kernel = torch.ones(1, 1, frames)
+    pad = (frames // 2, frames - 1 - frames // 2)
+    total = torch.nn.functional.conv1d(torch.nn.functional.pad(flat, pad), kernel)
+    count = torch.nn.functional.conv1d(torch.nn.functional.pad(torch.ones_like(flat[:1]), pad), kernel)
+    return (total / count).reshape(scores.shape).to(scores.dtype)
 
 
 def voice_scores(net: torch.nn.Module, mouths: list[torch.Tensor], voices: torch.Tensor, window: float) -> torch.Tensor:
