@@ -13,7 +13,10 @@ chosen on the validation people (data/real/val.jsonl), never on the test ones.
   only one of them heard (the other's own sound dropped), each pair in both layouts and with either heard,
   as long as the shorter clip and at most --max-seconds; written to a temporary folder. Per frame the face
   the faces path chooses (the highest score, if it reaches the threshold and the sound is not silent) is
-  right when it is the heard one; "peak" also counts the highest score alone (no threshold).
+  right when it is the heard one; "peak" also counts the highest score alone (no threshold). "Turns": the
+  same pictures with the left person heard for the first half and the right one for the second (and the
+  reverse). --split val measures the validation people instead (how SMOOTH_FRAMES and the mirror were
+  chosen); --smooth 1,25,... reports several smoothing widths from the same scores.
 - car: MSDWILD's in-car face tracks (one face each, the car's whole sound), labelled speaking / not speaking
   as a whole: every face-frame scored; average precision over the face-frames ranked by score (the
   active-speaker field's mAP, AVA-ActiveSpeaker style, non-interpolated), accuracy at the threshold per frame
