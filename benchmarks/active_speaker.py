@@ -211,11 +211,12 @@ def pairs(speaker: ActiveSpeaker, max_seconds: float, height: int, split: str, w
             ]
             for kind, h, audio, truth in variants:
                 raw = speaker.scores(found.mouths, audio, smooth_frames=1) if found.tracks else None
+                if raw is not None:
+                    silent = window_rms_dbfs(audio, raw.shape[1], FPS, SR, speaker.num_frames) < SILENCE_DBFS
                 row = {"kind": kind, "faces": len(found.tracks), "frames": t, "heard": h}
                 for w in widths:
                     if raw is not None:
                         scores = smooth_scores(raw, w)
-                        silent = window_rms_dbfs(audio, scores.shape[1], FPS, SR, speaker.num_frames) < SILENCE_DBFS
                         chosen = speaking_faces(scores, silent, speaker.threshold)
                         peak = scores.argmax(0).tolist()
                     else:
@@ -242,9 +243,9 @@ def pairs(speaker: ActiveSpeaker, max_seconds: float, height: int, split: str, w
 
     def pooled(kind: str, w: int | None, x: str) -> float:
         """A share over a kind's composites, weighted by frames; ``w`` None: the row's own ``x``."""
-        chosen = [r for r in rows if r["kind"] == kind]
-        frames = np.array([r["frames"] for r in chosen], float)
-        values = np.array([r[x] if w is None else r[w][x] for r in chosen])
+        of_kind = [r for r in rows if r["kind"] == kind]
+        frames = np.array([r["frames"] for r in of_kind], float)
+        values = np.array([r[x] if w is None else r[w][x] for r in of_kind])
         return float((values * frames).sum() / frames.sum())
 
     keys = ("chosen", "peak", "nobody")
@@ -252,7 +253,7 @@ def pairs(speaker: ActiveSpeaker, max_seconds: float, height: int, split: str, w
     before = pooled("one", None, "dense") if dense is not None else None
     print(f"\n### Who is speaking: two {split} people side by side (threshold {speaker.threshold:+.2f})\n")
     print("one: one of them heard all along; turns: the left one for the first half, then the right (and reverse)\n")
-    header = ["composites", "smoothing (frames)", "composites", "with 2 faces found", "frames"]
+    header = ["kind", "smoothing (frames)", "composites", "with 2 faces found", "frames"]
     table(
         header + ["chosen face is the heard one", "peak (highest score)", "no one chosen"],
         [
